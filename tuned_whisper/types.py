@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 Task = Literal["transcribe", "translate"]
@@ -52,4 +52,3 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
