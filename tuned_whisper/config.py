@@ -1,0 +1,42 @@
+"""One settings object for the CLI, the engine and the server; every field maps to a `TW_*` env var."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class EngineSettings(BaseModel):
+    """How the model runs (env vars `TW_ENGINE__<FIELD>`)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` uses CUDA with fp16 when a GPU is visible, else the CPU in fp32."""
+    num_threads: int | None = None
+    """Torch CPU threads; default: all cores this process may use."""
+    batch_size: int = Field(default=8, ge=1)
+    """30 s windows decoded in one forward pass."""
+    chunk_length_s: float = Field(default=30.0, gt=0, le=30.0)
+    """Window length for long audio; Whisper sees at most 30 s at a time."""
+    stride_length_s: float | None = None
+    """Overlap on each side of a window; default chunk_length_s / 6 (5 s), as transformers does."""
+    num_beams: int = Field(default=1, ge=1)
+    """1 is greedy decoding, like faster-whisper's `beam_size=1`."""
+    max_new_tokens: int = Field(default=440, ge=1, le=444)
+    """Tokens per 30 s window; Whisper's decoder holds 448 positions, the prompt takes up to 4."""
+
+
+class Settings(BaseSettings):
+    """tuned-whisper settings. Defaults work offline on the embedded checkpoint."""
+
+    model_config = SettingsConfigDict(env_prefix="TW_", env_nested_delimiter="__", extra="ignore")
+
+    checkpoint: Path = PROJECT_ROOT / "checkpoint"
+    """Hugging Face Whisper checkpoint directory (or hub id) to transcribe with."""
+    max_audio_s: float = Field(default=4 * 3600, gt=0)
+    """Longest audio accepted, in seconds; longer input is refused before it is decoded in full."""
+    engine: EngineSettings = EngineSettings()
