@@ -1,0 +1,101 @@
+"""The engine on real speech with the real default checkpoint: what a user of the library sees."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.clips import GERMAN, JFK, SONNETS
+from tests.conftest import IVR_DEV
+from tuned_whisper.audio import decode_audio
+from tuned_whisper.types import TranscribeOptions
+
+pytestmark = pytest.mark.slow
+
+WINDOW_PHRASES = (
+    "from fairest creatures we desire increase",  # 0-30 s
+    "or else this glutton",  # 40-50 s
+    "when forty winters shall besiege thy brow",  # 53-60 s
+    "this were to be new made when thou art old",  # 100-106 s
+)
+
+
+def test_jfk_clip_transcribes_with_its_key_phrases_and_detected_english(transcriber) -> None:
+    transcript = transcriber.transcribe(decode_audio(JFK.path), TranscribeOptions())
+    assert transcript.language == "en"
+    assert JFK.missing_phrases(transcript.text) == []
+    assert transcript.duration == pytest.approx(JFK.duration, abs=0.01)
+
+
+def test_a_clip_over_a_minute_is_chunked_with_monotonic_timestamps(transcriber) -> None:
+    progress: list[float] = []
+    transcript = transcriber.transcribe(
+        decode_audio(SONNETS.path), TranscribeOptions(language="en"), progress.append
+    )
+    assert SONNETS.duration > 60
+    # A phrase from each 30 s window (20 s apart): no window was dropped.
+    text = transcript.text.lower()
+    for phrase in WINDOW_PHRASES:
+        assert phrase in text
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert all(s.start <= s.end for s in transcript.segments)
+    assert all(
+        a.end <= b.start + 1e-6 for a, b in zip(transcript.segments, transcript.segments[1:], strict=False)
+    )
+    assert transcript.segments[-1].end <= SONNETS.duration + 1e-6
+    assert transcript.segments[-1].end > SONNETS.duration - 10
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+
+
+def test_word_timestamps_fall_inside_their_segments_and_in_order(transcriber) -> None:
+    transcript = transcriber.transcribe(decode_audio(JFK.path), TranscribeOptions(word_timestamps=True))
+    words = transcript.words
+    assert len(words) >= 20
+    assert "".join(w.word for w in words).strip() == transcript.text
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    for segment in transcript.segments:
+        assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
+    # "country" closes the clip: its last word ends in the final seconds.
+    assert words[-1].end > JFK.duration - 2.5
+
+
+def test_german_speech_is_detected_as_german(transcriber) -> None:
+    audio = decode_audio(GERMAN.path)
+    language, probability = transcriber.detect_language(audio)
+    assert language == "de" and probability > 0.5
+    transcript = transcriber.transcribe(audio, TranscribeOptions())
+    assert transcript.language == "de"
+    assert "Termin" in transcript.text
+
+
+def test_translate_task_turns_german_speech_into_english(transcriber) -> None:
+    transcript = transcriber.transcribe(decode_audio(GERMAN.path), TranscribeOptions(task="translate"))
+    assert transcript.task == "translate"
+    text = transcript.text.lower()
+    assert "doctor" in text and "tomorrow" in text
+    assert "guten" not in text and "arzt" not in text
+
+
+def test_initial_prompt_steers_the_house_style(transcriber) -> None:
+    audio = decode_audio(IVR_DEV / "agent-pass.flac")
+    plain = transcriber.transcribe(audio, TranscribeOptions(language="en")).text
+    prompted = transcriber.transcribe(
+        audio, TranscribeOptions(language="en", initial_prompt="Press # when done. Press * to cancel.")
+    ).text
+    assert "password" in plain.lower() and "password" in prompted.lower()
+    assert "cancel" not in prompted.lower()  # the prompt conditions the decoder; it is not transcribed
+
+
+def test_many_requests_with_different_options_come_back_in_order(transcriber) -> None:
+    jfk, german = decode_audio(JFK.path), decode_audio(GERMAN.path)
+    results = transcriber.transcribe_many(
+        [
+            (german, TranscribeOptions()),
+            (jfk, TranscribeOptions()),
+            (german, TranscribeOptions(task="translate")),
+        ]
+    )
+    assert [r.language for r in results] == ["de", "en", "de"]
+    assert "Termin" in results[0].text
+    assert JFK.missing_phrases(results[1].text) == []
+    assert "doctor" in results[2].text.lower()
