@@ -30,6 +30,19 @@ class EngineSettings(BaseModel):
     """Tokens per 30 s window; Whisper's decoder holds 448 positions, the prompt takes up to 4."""
 
 
+class ApiSettings(BaseModel):
+    """How the HTTP API behaves; nests into `Settings` like `EngineSettings` does."""
+
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    """Largest request body accepted (100 MiB); larger uploads get a 413 while they stream in."""
+    api_key: str | None = Field(default=None, repr=False)
+    """When set, every `/v1` request must send `Authorization: Bearer <api_key>`."""
+    model_id: str | None = None
+    """The id `/v1/models` reports; default: the backend's (the checkpoint directory's name)."""
+    max_audio_s: float = Field(default=4 * 3600, gt=0)
+    """Longest audio accepted, in seconds; longer uploads get a 400 with code `too_long`."""
+
+
 class Settings(BaseSettings):
     """tuned-whisper settings. Defaults work offline on the embedded checkpoint."""
 
@@ -40,3 +53,4 @@ class Settings(BaseSettings):
     max_audio_s: float = Field(default=4 * 3600, gt=0)
     """Longest audio accepted, in seconds; longer input is refused before it is decoded in full."""
     engine: EngineSettings = EngineSettings()
+    api: ApiSettings = ApiSettings()

@@ -1,0 +1,149 @@
+"""The API as an OpenAI user meets it: the real engine behind uvicorn, called by the official `openai` SDK."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import srt
+import uvicorn
+import webvtt
+
+from tests.clips import GERMAN, JFK
+from tuned_whisper.serving import ApiSettings, EngineBackend, create_app
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-local-test"
+UPLOAD_LIMIT = 1024 * 1024  # both clips are well under it
+
+
+@pytest.fixture(scope="module")
+def server(transcriber: object) -> Iterator[tuple[str, int]]:
+    """The real app on 127.0.0.1 at a free port, served by uvicorn from a background thread."""
+    settings = ApiSettings(api_key=KEY, max_upload_bytes=UPLOAD_LIMIT, max_audio_s=60)
+    app = create_app(EngineBackend(transcriber), settings)  # type: ignore[arg-type]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port before uvicorn starts
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield "127.0.0.1", sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: tuple[str, int]) -> openai.OpenAI:
+    host, port = server
+    return openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def transcribe(client: openai.OpenAI, path: Path, **kwargs: object) -> object:
+    with path.open("rb") as audio:
+        return client.audio.transcriptions.create(model="whisper-1", file=audio, **kwargs)  # type: ignore[call-overload]
+
+
+def test_json_transcription_has_the_key_phrases(client: openai.OpenAI) -> None:
+    transcription = transcribe(client, JFK.path)
+    assert isinstance(transcription, openai.types.audio.Transcription)
+    assert JFK.missing_phrases(transcription.text) == []
+
+
+def test_text_srt_and_vtt_come_back_as_strings(client: openai.OpenAI) -> None:
+    text = transcribe(client, JFK.path, response_format="text", language="en")
+    subtitles = transcribe(client, JFK.path, response_format="srt", language="english")
+    captions = transcribe(client, JFK.path, response_format="vtt", language="en")
+    assert isinstance(text, str) and JFK.missing_phrases(text) == []
+    assert isinstance(subtitles, str)
+    cues = list(srt.parse(subtitles))
+    assert cues and cues[-1].end.total_seconds() <= JFK.duration + 0.001
+    assert JFK.missing_phrases(" ".join(c.content for c in cues)) == []
+    assert isinstance(captions, str) and captions.startswith("WEBVTT\n\n")
+    assert JFK.missing_phrases(" ".join(c.text for c in webvtt.from_string(captions))) == []
+
+
+def test_verbose_json_with_word_and_segment_timestamps(client: openai.OpenAI) -> None:
+    verbose = transcribe(
+        client, JFK.path, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+    )
+    assert isinstance(verbose, openai.types.audio.TranscriptionVerbose)
+    assert verbose.language == "english"
+    assert verbose.duration == pytest.approx(JFK.duration, abs=0.05)
+    assert verbose.segments and verbose.words
+    assert JFK.missing_phrases(" ".join(w.word for w in verbose.words)) == []
+    assert all(0 <= w.start <= w.end <= JFK.duration + 0.01 for w in verbose.words)
+
+
+def test_german_speech_is_translated_to_english(client: openai.OpenAI) -> None:
+    with GERMAN.path.open("rb") as audio:
+        translation = client.audio.translations.create(model="whisper-1", file=audio)
+    assert "doctor" in translation.text.lower()
+
+
+def test_models_list_the_checkpoint_with_its_provenance(client: openai.OpenAI, checkpoint_dir: Path) -> None:
+    (model,) = client.models.list().data
+    assert model.id == checkpoint_dir.name
+    assert client.models.retrieve(model.id).id == model.id
+    assert (model.model_extra or {})["provenance"]["model"] == "openai/whisper-base"
+
+
+def test_bad_requests_raise_the_sdks_errors_with_our_message(server: tuple[str, int]) -> None:
+    host, port = server
+    client = openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as bad_format:
+        transcribe(client, JFK.path, response_format="diarized_json")
+    assert bad_format.value.param == "response_format"
+    assert "json, text, srt, verbose_json, vtt" in bad_format.value.message
+    with pytest.raises(openai.BadRequestError) as not_audio:
+        transcribe(client, Path(__file__))
+    assert not_audio.value.code == "not_audio"
+    assert "test_openai_api.py" in not_audio.value.message
+    stranger = client.with_options(api_key="sk-wrong")
+    with pytest.raises(openai.AuthenticationError, match="incorrect API key"):
+        stranger.models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("whisper-1")
+
+
+def _start_upload(server: tuple[str, int], headers: dict[str, str]) -> http.client.HTTPConnection:
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    connection.putrequest("POST", "/v1/audio/transcriptions")
+    for name, value in {"Authorization": f"Bearer {KEY}", **headers}.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    return connection
+
+
+def test_a_declared_oversize_upload_is_refused_before_its_body_is_sent(server: tuple[str, int]) -> None:
+    headers = {"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(10**9)}
+    connection = _start_upload(server, headers)
+    response = connection.getresponse()  # no body sent at all: the headers alone earn the 413
+    assert response.status == 413
+    assert b"request_too_large" in response.read()
+
+
+def test_a_chunked_upload_gets_413_once_it_passes_the_limit_without_finishing(
+    server: tuple[str, int],
+) -> None:
+    headers = {"Content-Type": "multipart/form-data; boundary=b", "Transfer-Encoding": "chunked"}
+    connection = _start_upload(server, headers)
+    part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n\r\n'
+    connection.send(b"%x\r\n%s\r\n" % (len(part), part))
+    chunk = b"\0" * 64 * 1024
+    for _ in range(UPLOAD_LIMIT // len(chunk) + 1):  # just past the limit; the body is never terminated
+        connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    response = connection.getresponse()
+    assert response.status == 413
+    assert b"request_too_large" in response.read()

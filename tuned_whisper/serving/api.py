@@ -1,0 +1,241 @@
+"""The OpenAI-compatible HTTP API as a router factory, independent of how the model is run.
+
+`create_api_router(backend, settings)` gives the `/audio/transcriptions`, `/audio/translations` and
+`/models` routes for any `TranscribeBackend`; `create_app` mounts it under `/v1` beside `/healthz` and
+`/readyz` as a plain FastAPI app. A Ray Serve ingress mounts the same router and calls
+`install_error_handlers` on its own app.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio.to_thread
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tuned_whisper import __version__
+from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
+from tuned_whisper.checkpoint import read_provenance
+from tuned_whisper.config import ApiSettings
+from tuned_whisper.engine.base import Transcriber
+from tuned_whisper.formats import MEDIA_TYPES, render
+from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
+from tuned_whisper.serving.upload import (
+    ResponseFormat,
+    TranscriptionUpload,
+    openapi_form,
+    parse_upload,
+    read_form,
+)
+from tuned_whisper.types import Task, TranscribeOptions, Transcript
+
+log = logging.getLogger("tuned_whisper.api")
+
+
+class TranscribeBackend(Protocol):
+    """What the API needs from whatever runs the model (in-process engine, Ray deployment handle, fake).
+
+    A backend may also define `ready() -> bool`; `/readyz` answers 503 while it returns False.
+    """
+
+    async def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript: ...
+
+    def model_card(self) -> dict[str, Any]:
+        """OpenAI model object fields: `id`, `created` (unix seconds), `owned_by`, plus `provenance`."""
+        ...
+
+
+class EngineBackend:
+    """A synchronous `Transcriber` run in worker threads, one call at a time (the model is not re-entrant)."""
+
+    def __init__(self, transcriber: Transcriber, *, lock: threading.Lock | None = None) -> None:
+        self.transcriber = transcriber
+        self.lock = lock or threading.Lock()
+        self._card: dict[str, Any] | None = None
+
+    async def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        """Transcribe off the event loop; a threading lock (not an asyncio one) works from any loop."""
+        return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options)
+
+    def _transcribe_locked(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        with self.lock:
+            return self.transcriber.transcribe(audio, options)
+
+    def ready(self) -> bool:
+        return True  # the engine is loaded before the backend exists
+
+    def model_card(self) -> dict[str, Any]:
+        """The checkpoint's card, read once: its directory name as id, its provenance.json."""
+        if self._card is None:
+            self._card = self._read_card()
+        return dict(self._card)
+
+    def _read_card(self) -> dict[str, Any]:
+        info = self.transcriber.info
+        path = Path(info.checkpoint)
+        provenance = read_provenance(path) if path.is_dir() else None
+        created = path.stat().st_mtime if path.exists() else 0
+        if provenance is not None:
+            created = datetime.fromisoformat(provenance.created_at).timestamp()
+        return {
+            "id": path.name or info.checkpoint,
+            "object": "model",
+            "created": int(created),
+            "owned_by": "tuned-whisper",
+            "provenance": provenance.to_dict() if provenance is not None else None,
+            "device": info.device,
+            "dtype": info.dtype,
+            "multilingual": info.is_multilingual,
+        }
+
+
+class _RequestIdRoute(APIRoute):
+    """Gives each request an id (`X-Request-ID`, echoed on the response) before anything else runs."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def with_request_id(request: Request) -> Response:
+            rid = request_id(request)
+            response = await handler(request)
+            response.headers[REQUEST_ID_HEADER] = rid
+            return response
+
+        return with_request_id
+
+
+def _api_key_check(api_key: str) -> Callable[..., Awaitable[None]]:
+    bearer = HTTPBearer(auto_error=False, description="the server's API key")
+
+    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if credentials is None:
+            message = "missing API key: send it as 'Authorization: Bearer <key>'"
+        elif secrets.compare_digest(credentials.credentials.encode(), api_key.encode()):
+            return
+        else:
+            message = "incorrect API key provided"
+        raise ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def _render(transcript: Transcript, response_format: ResponseFormat) -> Response:
+    fmt = "txt" if response_format == "text" else response_format
+    media_type = MEDIA_TYPES[fmt]
+    if not media_type.startswith(("text/", "application/json")):
+        media_type += "; charset=utf-8"  # Starlette adds the charset to text/* types only
+    return Response(render(transcript, fmt), media_type=media_type)
+
+
+async def _decode(upload: TranscriptionUpload, max_audio_s: float) -> np.ndarray:
+    decode = functools.partial(decode_audio, upload.data, name=upload.filename, max_duration_s=max_audio_s)
+    try:
+        return await anyio.to_thread.run_sync(decode)
+    except AudioDecodeError as exc:
+        raise ApiError(400, str(exc), param="file", code=exc.reason) from exc
+
+
+async def _handle_audio(
+    request: Request, backend: TranscribeBackend, settings: ApiSettings, task: Task
+) -> Response:
+    form = await read_form(request, settings.max_upload_bytes)
+    try:
+        upload = await parse_upload(form, task)
+    finally:
+        await form.close()
+    audio = await _decode(upload, settings.max_audio_s)
+    started = time.perf_counter()
+    transcript = await backend.transcribe(audio, upload.options)
+    log.info(
+        "request_id=%s %s file=%r bytes=%d audio_s=%.1f format=%s language=%s took_s=%.2f",
+        request_id(request),
+        task,
+        upload.filename,
+        len(upload.data),
+        audio_duration(audio),
+        upload.response_format,
+        transcript.language,
+        time.perf_counter() - started,
+    )
+    return _render(transcript, upload.response_format)
+
+
+def _model_object(backend: TranscribeBackend, settings: ApiSettings) -> dict[str, Any]:
+    card = {"object": "model", "created": 0, "owned_by": "tuned-whisper", **backend.model_card()}
+    card["id"] = settings.model_id or card.get("id") or "whisper"
+    return card
+
+
+def create_api_router(backend: TranscribeBackend, settings: ApiSettings) -> APIRouter:
+    """The OpenAI audio and models routes, to be mounted under `/v1`; errors need `install_error_handlers`."""
+    guard = [Depends(_api_key_check(settings.api_key))] if settings.api_key else []
+    router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
+
+    async def transcriptions(request: Request) -> Response:
+        """Transcribe an uploaded recording in its own language (OpenAI `audio.transcriptions`)."""
+        return await _handle_audio(request, backend, settings, "transcribe")
+
+    async def translations(request: Request) -> Response:
+        """Translate an uploaded recording into English text (OpenAI `audio.translations`)."""
+        return await _handle_audio(request, backend, settings, "translate")
+
+    async def list_models() -> dict[str, Any]:
+        """The served model, in OpenAI's list shape."""
+        return {"object": "list", "data": [_model_object(backend, settings)]}
+
+    async def get_model(model_id: str) -> dict[str, Any]:
+        """The served model if `model_id` names it, else 404."""
+        model = _model_object(backend, settings)
+        if model_id != model["id"]:
+            message = f"model {model_id!r} does not exist; this server serves {model['id']!r}"
+            raise ApiError(404, message, param="model", code="model_not_found")
+        return model
+
+    post = functools.partial(router.add_api_route, methods=["POST"], response_model=None)
+    post("/audio/transcriptions", transcriptions, openapi_extra=openapi_form("transcribe"))
+    post("/audio/translations", translations, openapi_extra=openapi_form("translate"))
+    router.add_api_route("/models", list_models, methods=["GET"])
+    router.add_api_route("/models/{model_id:path}", get_model, methods=["GET"])
+    return router
+
+
+async def _is_ready(backend: TranscribeBackend) -> bool:
+    """The backend's optional `ready()`, sync or async; a backend without one is ready."""
+    ready = getattr(backend, "ready", None)
+    if not callable(ready):
+        return True
+    result = ready()
+    return bool(await result if inspect.isawaitable(result) else result)
+
+
+def create_app(backend: TranscribeBackend, settings: ApiSettings | None = None) -> FastAPI:
+    """A FastAPI app serving the API under `/v1`, plus `/healthz` (alive) and `/readyz` (model loaded)."""
+    settings = settings or ApiSettings()
+    app = FastAPI(title="tuned-whisper", version=__version__, summary="OpenAI-compatible speech to text")
+    install_error_handlers(app)
+    app.include_router(create_api_router(backend, settings), prefix="/v1")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=None)
+    async def readyz() -> dict[str, str] | JSONResponse:
+        if not await _is_ready(backend):
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {"status": "ready"}
+
+    return app
