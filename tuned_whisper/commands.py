@@ -115,7 +115,13 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def checkpoint(args: argparse.Namespace) -> int:
-    from tuned_whisper.checkpoint import CheckpointError, build_checkpoint, is_checkpoint, read_provenance
+    from tuned_whisper.checkpoint import (
+        CheckpointError,
+        build_checkpoint,
+        is_checkpoint,
+        is_current,
+        read_provenance,
+    )
 
     if args.action == "info":
         provenance = read_provenance(args.path)
@@ -124,11 +130,14 @@ def checkpoint(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         print(json.dumps(provenance.to_dict() if provenance else {"source": "unknown"}, indent=2))
         return EXIT_OK
-    if args.if_missing and is_checkpoint(args.output):
+    if args.if_missing and is_current(args.output):
         print(f"{args.output} already holds a checkpoint", file=sys.stderr)
         return EXIT_OK
     try:
-        provenance = build_checkpoint(args.source, Path(args.output), force=args.force)
+        force = args.force or (
+            args.if_missing and is_checkpoint(args.output)
+        )  # converted by an older version
+        provenance = build_checkpoint(args.source, Path(args.output), force=force)
     except CheckpointError as exc:
         _fail(str(exc))
         return EXIT_FAILED

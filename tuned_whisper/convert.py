@@ -27,6 +27,8 @@ _NON_LANGUAGE_SPECIALS = (
     "<|nocaptions|>",
     "<|notimestamps|>",
 )
+# Bump when the conversion's output changes, so that stale converted checkpoints are rebuilt.
+CONVERTER_VERSION = 2
 N_TIMESTAMP_TOKENS = 1501  # <|0.00|> … <|30.00|> in steps of 0.02 s
 
 
@@ -186,10 +188,12 @@ def generation_settings(vocabulary: list[str], ct2_config: dict, dims: WhisperDi
 
 
 def special_tokens(vocabulary: list[str], ct2_config: dict, dims: WhisperDims) -> list[str]:
-    """Whisper's special tokens: the non-language ones present in the vocabulary, and the languages."""
+    """Whisper's special tokens (non-language ones in the vocabulary, and the languages), by id."""
     present = set(vocabulary)
     languages = [vocabulary[i] for i in ct2_config["lang_ids"]] if dims.is_multilingual else []
-    return [t for t in _NON_LANGUAGE_SPECIALS if t in present] + languages
+    specials = {t for t in _NON_LANGUAGE_SPECIALS if t in present} | set(languages)
+    # In vocabulary order: WhisperTokenizer takes the last special token's id + 1 as the first timestamp.
+    return [t for t in vocabulary if t in specials]
 
 
 def timestamp_tokens() -> list[str]:

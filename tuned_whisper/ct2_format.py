@@ -8,6 +8,7 @@ string name, u8 rank, u32 dims[rank], u8 dtype id, u32 byte count, raw bytes; th
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +37,34 @@ class CT2Model:
         return self.variables[name].item()
 
 
-def _read(f: BinaryIO, fmt: str) -> int:
-    size = struct.calcsize(fmt)
+def _read_bytes(f: BinaryIO, size: int) -> bytes:
     data = f.read(size)
     if len(data) != size:
-        raise CT2FormatError("unexpected end of file")
-    return struct.unpack("<" + fmt, data)[0]
+        raise CT2FormatError("unexpected end of file: the model.bin is truncated")
+    return data
+
+
+def _read(f: BinaryIO, fmt: str) -> int:
+    return struct.unpack("<" + fmt, _read_bytes(f, struct.calcsize(fmt)))[0]
 
 
 def _read_string(f: BinaryIO) -> str:
-    length = _read(f, "H")
-    return f.read(length)[:-1].decode("utf-8")
+    data = _read_bytes(f, _read(f, "H"))
+    try:
+        if not data.endswith(b"\0"):
+            raise ValueError("no terminating NUL")
+        return data[:-1].decode("utf-8")
+    except ValueError as exc:
+        raise CT2FormatError(f"malformed name {data!r}: {exc}") from exc
 
 
 def _to_array(raw: bytes, dtype_id: int, shape: list[int]) -> np.ndarray:
+    if dtype_id >= len(_DTYPES):
+        raise CT2FormatError(f"unknown data type id {dtype_id}")
     dtype = _DTYPES[dtype_id]
+    itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    if len(raw) != math.prod(shape) * itemsize:
+        raise CT2FormatError(f"{len(raw)} bytes cannot hold a {dtype} array of shape {shape}")
     if dtype == "bfloat16":
         # bfloat16 is the top half of a float32: widen it losslessly.
         halves = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
@@ -72,8 +86,10 @@ def read_ct2_model(source: Path | bytes) -> CT2Model:
             name = _read_string(f)
             shape = [_read(f, "I") for _ in range(_read(f, "B"))]
             dtype_id = _read(f, "B")
-            variables[name] = _to_array(f.read(_read(f, "I")), dtype_id, shape)
+            variables[name] = _to_array(_read_bytes(f, _read(f, "I")), dtype_id, shape)
         for _ in range(_read(f, "I")):
             alias, target = _read_string(f), _read_string(f)
+            if target not in variables:
+                raise CT2FormatError(f"alias {alias!r} names a variable that is not in the file: {target!r}")
             variables[alias] = variables[target]
     return CT2Model(spec_name=spec_name, spec_revision=revision, variables=variables)

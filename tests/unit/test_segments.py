@@ -1,7 +1,9 @@
 """The pipeline's timestamped chunks become ordered, gap-free segments a subtitle writer can use."""
 
+import numpy as np
+
 from tuned_whisper.engine.segments import MAX_WORD_GAP_S, segments_from_chunks, segments_from_words
-from tuned_whisper.engine.transformers_engine import count_windows
+from tuned_whisper.engine.windows import split_windows
 
 
 def test_segments_keep_whisper_timestamps_and_fill_a_missing_final_end() -> None:
@@ -40,9 +42,11 @@ def test_words_group_into_sentences_and_split_at_long_pauses() -> None:
     assert segments[1].start == 1.0 and segments[1].end == 1.6
 
 
-def test_window_count_matches_thirty_second_windows_with_five_second_strides() -> None:
+def test_long_audio_is_cut_into_thirty_second_windows_that_overlap_by_five_seconds() -> None:
     rate = 16000
-    assert count_windows(10 * rate, 30.0, 5.0) == 1
-    assert count_windows(30 * rate, 30.0, 5.0) == 1
-    assert count_windows(31 * rate, 30.0, 5.0) == 2
-    assert count_windows(106 * rate, 30.0, 5.0) == 5
+    assert [len(split_windows(np.zeros(s * rate), 30.0, 5.0)) for s in (10, 30, 31, 106)] == [1, 1, 2, 5]
+    windows = split_windows(np.arange(106 * rate, dtype=np.float32), 30.0, 5.0)
+    assert windows[0].stride == (30 * rate, 0, 5 * rate)
+    assert windows[1].samples[0] == 20 * rate  # each window starts 20 s after the previous one
+    assert windows[-1].stride == (26 * rate, 5 * rate, 0)
+    assert windows[-1].samples[-1] == 106 * rate - 1

@@ -1,12 +1,12 @@
 """The Transformers engine: `pipeline("automatic-speech-recognition")` over a HF Whisper checkpoint.
 
-Long audio is decoded in 30 s windows with overlapping strides and timestamps on: without timestamps Whisper
-may end a window after one token and the chunked pipeline then drops it whole.
+Long audio is decoded in 30 s windows with overlapping strides (`engine/windows.py`) and timestamps on:
+without timestamps Whisper may end a window after one token and the merge then drops it whole. Windows go
+through the pipeline's `forward` in batches; requests that decode alike share batches.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +21,7 @@ from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.checkpoint import CheckpointError, is_checkpoint
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.segments import segments_from_chunks, segments_from_words
+from tuned_whisper.engine.windows import Window, WindowOutput, merge_windows, split_windows
 from tuned_whisper.languages import language_code
 from tuned_whisper.types import TranscribeOptions, Transcript
 
@@ -42,13 +43,6 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
     return requested
-
-
-def count_windows(n_samples: int, chunk_s: float, stride_s: float) -> int:
-    """How many windows the chunked pipeline cuts `n_samples` into (for progress reporting)."""
-    chunk = round(chunk_s * SAMPLE_RATE)
-    step = chunk - 2 * round(stride_s * SAMPLE_RATE)
-    return 1 + max(0, math.ceil((n_samples - chunk) / step))
 
 
 class TransformersTranscriber:
@@ -85,25 +79,11 @@ class TransformersTranscriber:
             dtype=str(dtype).removeprefix("torch."),
             is_multilingual=self.is_multilingual,
         )
-        self._windows_done = 0
         self._progress: tuple[ProgressCallback, int] | None = None
-        self._generate = self.model.generate
-        self.model.generate = self._generate_and_count  # the pipeline calls model.generate per batch
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersTranscriber:
         return cls(settings.checkpoint, settings.engine)
-
-    def _generate_and_count(self, *args: Any, **kwargs: Any) -> Any:
-        """Wraps `model.generate` to report progress after each batch of windows is decoded."""
-        tokens = self._generate(*args, **kwargs)
-        self._windows_done += int(
-            tokens["sequences"].shape[0] if isinstance(tokens, dict) else tokens.shape[0]
-        )
-        if self._progress is not None:
-            callback, total = self._progress
-            callback(min(1.0, self._windows_done / total))
-        return tokens
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         """The most likely language of the first 30 s and its probability."""
@@ -152,73 +132,105 @@ class TransformersTranscriber:
             kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], budget)
         return kwargs
 
-    def _run(
-        self, audios: list[np.ndarray], options: TranscribeOptions, language: str
-    ) -> list[dict[str, Any]]:
-        inputs = [{"raw": audio, "sampling_rate": SAMPLE_RATE} for audio in audios]
-        return self.pipe(
-            inputs,
-            chunk_length_s=self.settings.chunk_length_s,
-            stride_length_s=self.stride_s,
-            batch_size=self.settings.batch_size,
-            return_timestamps="word" if options.word_timestamps else True,
-            generate_kwargs=self._generate_kwargs(options, language),
+    def decode_windows(
+        self, windows: Sequence[Window], options: TranscribeOptions, language: str
+    ) -> list[WindowOutput]:
+        """Decode windows that share options, `batch_size` at a time, in order."""
+        outputs: list[WindowOutput] = []
+        for start in range(0, len(windows), self.settings.batch_size):
+            batch = windows[start : start + self.settings.batch_size]
+            outputs.extend(self._decode_batch(batch, options, language))
+            if self._progress is not None:
+                callback, total = self._progress
+                callback(min(1.0, len(outputs) / total))
+        return outputs
+
+    def _decode_batch(
+        self, windows: Sequence[Window], options: TranscribeOptions, language: str
+    ) -> list[WindowOutput]:
+        features = self.pipe.feature_extractor(
+            [w.samples for w in windows],
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="pt",
+            return_attention_mask=True,
         )
+        model_inputs = {
+            "input_features": features.input_features.to(self.model.dtype),
+            "attention_mask": features.attention_mask,
+            "stride": [w.stride for w in windows],
+            "is_last": [w.stride[2] == 0 for w in windows],
+        }
+        result = self.pipe.forward(
+            model_inputs,
+            return_timestamps="word" if options.word_timestamps else True,
+            **self._generate_kwargs(options, language),
+        )
+        times = result.get("token_timestamps")
+        return [
+            WindowOutput(
+                tokens=result["tokens"][i].numpy(),
+                stride=window.stride,
+                token_timestamps=None if times is None else times[i].float().numpy(),
+            )
+            for i, window in enumerate(windows)
+        ]
 
     def _resolve_language(self, audio: np.ndarray, options: TranscribeOptions) -> str:
         if options.language:
             return language_code(options.language)
         return self.detect_language(audio)[0]
 
+    def split(self, audio: np.ndarray) -> list[Window]:
+        """The 30 s windows (with strides) this engine decodes `audio` in."""
+        return split_windows(audio, self.settings.chunk_length_s, self.stride_s)
+
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
     ) -> Transcript:
         language = self._resolve_language(audio, options)
-        self._windows_done = 0
-        if progress is not None:
-            self._progress = (
-                progress,
-                count_windows(len(audio), self.settings.chunk_length_s, self.stride_s),
-            )
+        windows = self.split(audio)
+        self._progress = None if progress is None else (progress, len(windows))
         try:
-            output = self._run([audio], options, language)[0]
+            outputs = self.decode_windows(windows, options, language)
         finally:
             self._progress = None
-        if progress is not None:
-            progress(1.0)
-        return self._to_transcript(output, audio, options, language)
+        return self.merge(outputs, len(audio), options, language)
 
     def transcribe_many(self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]]) -> list[Transcript]:
-        """Transcribe several requests; those that decode alike share forward passes over their windows."""
+        """Transcribe several requests; windows of requests that decode alike share forward passes."""
         unknown = [i for i, (_, options) in enumerate(requests) if not options.language]
         detected = dict(zip(unknown, self.detect_languages([requests[i][0] for i in unknown]), strict=True))
-        languages = [
-            language_code(options.language) if options.language else detected[i][0]
-            for i, (_, options) in enumerate(requests)
-        ]
-        groups: dict[tuple, list[int]] = {}
+        groups: dict[tuple[TranscribeOptions, str], list[int]] = {}
         for i, (_, options) in enumerate(requests):
-            groups.setdefault((options, languages[i]), []).append(i)
-        results: list[Transcript | None] = [None] * len(requests)
+            language = language_code(options.language) if options.language else detected[i][0]
+            groups.setdefault((options, language), []).append(i)
+        results: dict[int, Transcript] = {}
         for (options, language), indices in groups.items():
-            outputs = self._run([requests[i][0] for i in indices], options, language)
-            for i, output in zip(indices, outputs, strict=True):
-                results[i] = self._to_transcript(output, requests[i][0], options, language)
-        return [r for r in results if r is not None]
+            windows = {i: self.split(requests[i][0]) for i in indices}
+            decoded = iter(self.decode_windows([w for i in indices for w in windows[i]], options, language))
+            for i in indices:
+                mine = [next(decoded) for _ in windows[i]]
+                results[i] = self.merge(mine, len(requests[i][0]), options, language)
+        return [results[i] for i in range(len(requests))]
 
-    def _to_transcript(
-        self, output: dict[str, Any], audio: np.ndarray, options: TranscribeOptions, language: str
+    def merge(
+        self, outputs: Sequence[WindowOutput], n_samples: int, options: TranscribeOptions, language: str
     ) -> Transcript:
-        duration = len(audio) / SAMPLE_RATE
-        chunks = output.get("chunks", [])
-        if options.word_timestamps:
-            segments = segments_from_words(chunks, duration)
-        else:
-            segments = segments_from_chunks(chunks, duration)
-        return Transcript(
-            text=output["text"].strip(),
-            language=language,
-            duration=duration,
-            segments=segments,
-            task=options.task,
-        )
+        """One request's decoded windows as a `Transcript`."""
+        return build_transcript(self.tokenizer, outputs, n_samples, options, language)
+
+
+def build_transcript(
+    tokenizer: Any, outputs: Sequence[WindowOutput], n_samples: int, options: TranscribeOptions, language: str
+) -> Transcript:
+    """Merge decoded windows into a `Transcript`; needs only the tokenizer, not the model."""
+    text, chunks = merge_windows(tokenizer, outputs, word_timestamps=options.word_timestamps)
+    duration = n_samples / SAMPLE_RATE
+    segments = (
+        segments_from_words(chunks, duration)
+        if options.word_timestamps
+        else segments_from_chunks(chunks, duration)
+    )
+    return Transcript(
+        text=text.strip(), language=language, duration=duration, segments=segments, task=options.task
+    )
