@@ -30,7 +30,7 @@ from tuned_whisper import __version__
 from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
-from tuned_whisper.engine.base import Transcriber
+from tuned_whisper.engine.base import ProgressCallback, Transcriber
 from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.upload import (
@@ -51,7 +51,9 @@ class TranscribeBackend(Protocol):
     A backend may also define `ready() -> bool`; `/readyz` answers 503 while it returns False.
     """
 
-    async def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript: ...
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+    ) -> Transcript: ...
 
     def model_card(self) -> dict[str, Any]:
         """OpenAI model object fields: `id`, `created` (unix seconds), `owned_by`, plus `provenance`."""
@@ -66,13 +68,17 @@ class EngineBackend:
         self.lock = lock or threading.Lock()
         self._card: dict[str, Any] | None = None
 
-    async def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+    ) -> Transcript:
         """Transcribe off the event loop; a threading lock (not an asyncio one) works from any loop."""
-        return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options)
+        return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options, progress)
 
-    def _transcribe_locked(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def _transcribe_locked(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None
+    ) -> Transcript:
         with self.lock:
-            return self.transcriber.transcribe(audio, options)
+            return self.transcriber.transcribe(audio, options, progress)
 
     def ready(self) -> bool:
         return True  # the engine is loaded before the backend exists
