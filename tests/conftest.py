@@ -34,3 +34,44 @@ def transcriber(settings: Settings) -> Iterator[object]:
     from tuned_whisper.engine import load_transcriber
 
     yield load_transcriber(settings)
+
+
+API_KEY = "sk-local-test"
+UPLOAD_LIMIT = 4 * 1024 * 1024  # every committed clip is under it
+MAX_AUDIO_S = 150.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_app(checkpoint_dir: Path) -> Iterator[str]:
+    """The real product: Ray Serve (local) running the ingress with UI and API and a model replica.
+
+    Yields the base URL. Small settings so that tests can reach the limits: a 4 MiB upload limit, 150 s of
+    audio at most, an API key on /v1.
+    """
+    import ray
+    from ray import serve
+
+    from tuned_whisper.config import ApiSettings, ServeSettings
+    from tuned_whisper.server import start, wait_until_ready
+
+    port = free_port()
+    settings = Settings(
+        checkpoint=checkpoint_dir,
+        max_audio_s=MAX_AUDIO_S,
+        engine=EngineSettings(device="cpu"),
+        api=ApiSettings(api_key=API_KEY, max_upload_bytes=UPLOAD_LIMIT, max_audio_s=MAX_AUDIO_S),
+        serve=ServeSettings(host="127.0.0.1", port=port, model_num_cpus=0.5, ingress_num_cpus=0.25),
+    )
+    start(settings)
+    wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=180)
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()

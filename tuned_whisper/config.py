@@ -43,6 +43,35 @@ class ApiSettings(BaseModel):
     """Longest audio accepted, in seconds; longer uploads get a 400 with code `too_long`."""
 
 
+class ServeSettings(BaseModel):
+    """How the Ray Serve app runs (env vars `TW_SERVE__<FIELD>`; Cloud Run's `PORT` is honoured too)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=1)
+    """Model replicas; with `max_replicas` above it, the number Serve autoscaling starts from."""
+    max_replicas: int | None = Field(default=None, ge=1)
+    """Enables autoscaling on ongoing requests between `replicas` and this."""
+    target_ongoing_requests: float = Field(default=16, gt=0)
+    """Windows in flight per model replica that autoscaling aims for."""
+    max_batch_size: int = Field(default=8, ge=1)
+    """30 s windows from any requests decoded in one forward pass (live-tunable via user_config)."""
+    batch_wait_s: float = Field(default=0.1, ge=0)
+    """How long a replica waits to fill a batch."""
+    model_num_cpus: float = Field(default=1.0, gt=0)
+    """Ray CPUs reserved per model replica (fractional on small machines)."""
+    model_num_gpus: float | None = None
+    """GPUs per model replica; default: 1 when the machine has a GPU, else 0."""
+    ingress_num_cpus: float = Field(default=0.25, gt=0)
+    """Ray CPUs reserved per ingress replica (decoding audio with ffmpeg, the UI)."""
+    windows_in_flight: int = Field(default=16, ge=1)
+    """Windows of one request sent to the model at once, so long files do not starve short ones."""
+    ui: bool = True
+    """Mount the Gradio UI at `/`."""
+    graceful_shutdown_s: float = Field(default=30, ge=0)
+    """On shutdown, how long replicas wait for in-flight requests to finish."""
+
+
 class Settings(BaseSettings):
     """tuned-whisper settings. Defaults work offline on the embedded checkpoint."""
 
@@ -54,3 +83,4 @@ class Settings(BaseSettings):
     """Longest audio accepted, in seconds; longer input is refused before it is decoded in full."""
     engine: EngineSettings = EngineSettings()
     api: ApiSettings = ApiSettings()
+    serve: ServeSettings = ServeSettings()

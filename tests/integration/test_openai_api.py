@@ -1,47 +1,28 @@
-"""The API as an OpenAI user meets it: the real engine behind uvicorn, called by the official `openai` SDK."""
+"""The API as an OpenAI user meets it: the real Ray Serve app, called by the official `openai` SDK."""
 
 from __future__ import annotations
 
 import http.client
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 import srt
-import uvicorn
 import webvtt
 
 from tests.clips import GERMAN, JFK
-from tuned_whisper.serving import ApiSettings, EngineBackend, create_app
+from tests.conftest import API_KEY, UPLOAD_LIMIT
 
 pytestmark = pytest.mark.slow
 
-KEY = "sk-local-test"
-UPLOAD_LIMIT = 1024 * 1024  # both clips are well under it
+KEY = API_KEY
 
 
 @pytest.fixture(scope="module")
-def server(transcriber: object) -> Iterator[tuple[str, int]]:
-    """The real app on 127.0.0.1 at a free port, served by uvicorn from a background thread."""
-    settings = ApiSettings(api_key=KEY, max_upload_bytes=UPLOAD_LIMIT, max_audio_s=60)
-    app = create_app(EngineBackend(transcriber), settings)  # type: ignore[arg-type]
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port before uvicorn starts
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+def server(served_app: str) -> tuple[str, int]:
+    """The real app (Ray Serve ingress + model replica) on 127.0.0.1."""
+    host, port = served_app.removeprefix("http://").split(":")
+    return host, int(port)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from tuned_whisper import __version__
 from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
-from tuned_whisper.engine.base import ProgressCallback, Transcriber
+from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.upload import (
@@ -90,22 +90,26 @@ class EngineBackend:
         return dict(self._card)
 
     def _read_card(self) -> dict[str, Any]:
-        info = self.transcriber.info
-        path = Path(info.checkpoint)
-        provenance = read_provenance(path) if path.is_dir() else None
-        created = path.stat().st_mtime if path.exists() else 0
-        if provenance is not None:
-            created = datetime.fromisoformat(provenance.created_at).timestamp()
-        return {
-            "id": path.name or info.checkpoint,
-            "object": "model",
-            "created": int(created),
-            "owned_by": "tuned-whisper",
-            "provenance": provenance.to_dict() if provenance is not None else None,
-            "device": info.device,
-            "dtype": info.dtype,
-            "multilingual": info.is_multilingual,
-        }
+        return checkpoint_card(self.transcriber.info)
+
+
+def checkpoint_card(info: ModelInfo) -> dict[str, Any]:
+    """The OpenAI model object for a checkpoint: its directory name as id, its provenance.json."""
+    path = Path(info.checkpoint)
+    provenance = read_provenance(path) if path.is_dir() else None
+    created = path.stat().st_mtime if path.exists() else 0
+    if provenance is not None:
+        created = datetime.fromisoformat(provenance.created_at).timestamp()
+    return {
+        "id": path.name or info.checkpoint,
+        "object": "model",
+        "created": int(created),
+        "owned_by": "tuned-whisper",
+        "provenance": provenance.to_dict() if provenance is not None else None,
+        "device": info.device,
+        "dtype": info.dtype,
+        "multilingual": info.is_multilingual,
+    }
 
 
 class _RequestIdRoute(APIRoute):

@@ -1,0 +1,125 @@
+"""Run the Serve app in the foreground: settings from env vars and flags, ready check, clean shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from tuned_whisper.config import Settings
+
+logger = logging.getLogger("tuned_whisper.server")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="serve_predictor_script.py", description="Start the tuned-whisper service."
+    )
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (default $PORT, else 8080)")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="HF Whisper checkpoint directory (default checkpoint/)"
+    )
+    parser.add_argument("--replicas", type=int, help="model replicas (default 1)")
+    parser.add_argument("--max-replicas", type=int, help="autoscale model replicas up to this many")
+    parser.add_argument("--max-batch-size", type=int, help="30 s windows per forward pass (default 8)")
+    parser.add_argument("--batch-wait-s", type=float, help="how long to wait to fill a batch (default 0.1)")
+    parser.add_argument("--max-upload-mb", type=float, help="largest upload in MB (default 100)")
+    parser.add_argument(
+        "--api-key", help="require Authorization: Bearer <key> on /v1 (default: $TW_API__API_KEY)"
+    )
+    parser.add_argument("--no-ui", action="store_true", help="serve the API only")
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags over `TW_*` env vars over defaults; Cloud Run's `PORT` counts as an env var."""
+    settings = Settings()
+    serve = {
+        "host": args.host,
+        "port": args.port or (int(os.environ["PORT"]) if "PORT" in os.environ else None),
+        "replicas": args.replicas,
+        "max_replicas": args.max_replicas,
+        "max_batch_size": args.max_batch_size,
+        "batch_wait_s": args.batch_wait_s,
+        "ui": False if args.no_ui else None,
+    }
+    api = {
+        "api_key": args.api_key,
+        "max_upload_bytes": int(args.max_upload_mb * 1_000_000) if args.max_upload_mb else None,
+    }
+    update: dict[str, object] = {
+        "serve": settings.serve.model_copy(update={k: v for k, v in serve.items() if v is not None}),
+        "api": settings.api.model_copy(update={k: v for k, v in api.items() if v is not None}),
+    }
+    if args.checkpoint:
+        update["checkpoint"] = args.checkpoint.resolve()
+    return Settings.model_validate(settings.model_copy(update=update).model_dump())
+
+
+def wait_until_ready(url: str, timeout_s: float = 300) -> float:
+    """Seconds until `url` answers 200 (the model is loaded and the app routes requests)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} was not ready after {timeout_s} s")
+
+
+def start(settings: Settings) -> None:
+    """Start or join Ray and deploy the app on `settings.serve.host:port` (returns once deployed)."""
+    import ray
+    from ray import serve
+
+    from tuned_whisper.serving.app import APP_NAME, build_app
+
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=True)
+    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    gpus = ray.cluster_resources().get("GPU", 0.0)
+    serve.run(build_app(settings, gpus_available=gpus), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(parse_args(argv))
+    from tuned_whisper.checkpoint import is_checkpoint
+
+    if not is_checkpoint(Path(settings.checkpoint)):
+        logger.error("no checkpoint in %s; run `tuned-whisper checkpoint build` first", settings.checkpoint)
+        return 1
+    started = time.monotonic()
+    start(settings)
+    # After ray.init, which installs its own fatal-signal handlers: SIGTERM here means drain and stop.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    url = f"http://127.0.0.1:{settings.serve.port}/readyz"
+    wait_until_ready(url)
+    logger.info(
+        "ready in %.1f s on http://%s:%d",
+        time.monotonic() - started,
+        settings.serve.host,
+        settings.serve.port,
+    )
+    stop.wait()
+    return shutdown()
+
+
+def shutdown() -> int:
+    from ray import serve
+
+    logger.info("shutting down: finishing in-flight requests")
+    serve.shutdown()
+    logger.info("stopped")
+    return 0

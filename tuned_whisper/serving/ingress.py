@@ -1,0 +1,132 @@
+"""`GradioServer`: the Serve ingress. FastAPI with the API under `/v1`, the Gradio UI at `/`, health checks.
+
+It decodes uploads with ffmpeg, cuts them into 30 s windows and sends the windows to the `WhisperASR`
+replicas, which batch windows across requests; it then merges each request's windows (tokenizer only).
+The FastAPI and Gradio apps are built on the replica (`__serve_build_asgi_app__`): a Gradio app cannot be
+pickled, and Ray's own `GradioServer` integration does not work with Gradio 6.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from ray.util import metrics
+
+from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.config import PROJECT_ROOT, Settings
+from tuned_whisper.engine.base import ModelInfo, ProgressCallback
+from tuned_whisper.engine.transformers_engine import build_transcript
+from tuned_whisper.engine.windows import WindowOutput, split_windows
+from tuned_whisper.languages import language_code
+from tuned_whisper.serving.api import checkpoint_card, create_app
+from tuned_whisper.serving.model import WindowJob
+from tuned_whisper.types import TranscribeOptions, Transcript
+
+logger = logging.getLogger("tuned_whisper.ingress")
+EXAMPLES = (PROJECT_ROOT / "tests" / "data" / "jfk.flac", PROJECT_ROOT / "tests" / "data" / "german_tts.flac")
+LATENCY_BOUNDARIES = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
+
+
+class RayBackend:
+    """The API's and UI's `TranscribeBackend` over the `WhisperASR` deployment."""
+
+    def __init__(self, model: DeploymentHandle, settings: Settings) -> None:
+        from transformers import WhisperTokenizer
+
+        self.model = model
+        self.settings = settings
+        self.tokenizer = WhisperTokenizer.from_pretrained(str(settings.checkpoint))
+        engine = settings.engine
+        self.stride_s = (
+            engine.stride_length_s if engine.stride_length_s is not None else engine.chunk_length_s / 6
+        )
+        self._info: ModelInfo | None = None
+        self._latency = metrics.Histogram(
+            "tw_request_latency_s", description="Transcription latency", boundaries=LATENCY_BOUNDARIES
+        )
+        self._audio = metrics.Counter("tw_request_audio_seconds", description="Audio seconds transcribed")
+
+    async def ready(self) -> bool:
+        try:
+            self._info = ModelInfo(**await asyncio.wait_for(self.model.info.remote(), timeout=5))
+        except Exception:
+            return False
+        return True
+
+    def model_card(self) -> dict[str, Any]:
+        info = self._info or ModelInfo(str(self.settings.checkpoint), "replicas", "unknown", True)
+        return checkpoint_card(info)
+
+    async def _language(self, audio: np.ndarray, options: TranscribeOptions) -> str:
+        if options.language:
+            return language_code(options.language)
+        language, _ = await self.model.detect.remote(audio[: 30 * SAMPLE_RATE])
+        return language
+
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+    ) -> Transcript:
+        """Send the request's windows to the model replicas, a bounded number at a time, and merge them."""
+        started = time.perf_counter()
+        language = await self._language(audio, options)
+        windows = split_windows(audio, self.settings.engine.chunk_length_s, self.stride_s)
+        gate = asyncio.Semaphore(self.settings.serve.windows_in_flight)
+        done = 0
+
+        async def decode(job: WindowJob) -> WindowOutput:
+            nonlocal done
+            async with gate:
+                output = await self.model.decode.remote(job)
+            done += 1
+            if progress is not None:
+                progress(done / len(windows))
+            return output
+
+        outputs = await asyncio.gather(*(decode(WindowJob(w, options, language)) for w in windows))
+        transcript = build_transcript(self.tokenizer, outputs, len(audio), options, language)
+        self._latency.observe(time.perf_counter() - started)
+        self._audio.inc(transcript.duration)
+        return transcript
+
+
+@serve.ingress()
+class GradioServer:
+    """The ingress deployment; `model` is the bound `WhisperASR` deployment."""
+
+    def __init__(self, model: DeploymentHandle, settings: dict[str, Any]) -> None:
+        logging.basicConfig(level=logging.INFO)
+        self.settings = Settings.model_validate(settings)
+        self.model = model
+        self.backend = RayBackend(model, self.settings)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        app = create_app(self.backend, self.settings.api)
+        app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
+        if self.settings.serve.ui:
+            from tuned_whisper.serving.ui import mount_ui
+
+            examples = [path for path in EXAMPLES if path.exists()]
+            mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s, examples=examples)
+        return app
+
+    async def _metrics(self) -> str:
+        """Batch sizes and audio seconds of a model replica, in Prometheus text format.
+
+        Ray's own Prometheus endpoint (the metrics export port) carries the same `tw_*` metrics for every
+        replica and the ingress, plus Serve's request metrics.
+        """
+        stats = await self.model.stats.remote()
+        lines = ["# TYPE tw_batches counter"]
+        lines += [
+            f'tw_batches{{size="{size}"}} {count}' for size, count in sorted(stats["batch_sizes"].items())
+        ]
+        lines += ["# TYPE tw_audio_seconds counter", f"tw_audio_seconds {stats['audio_seconds']:.3f}"]
+        return "\n".join(lines) + "\n"
