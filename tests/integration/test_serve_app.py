@@ -37,7 +37,9 @@ def test_eight_concurrent_requests_are_all_right_and_share_batches(served_app: s
     before = batch_counts(served_app)
     clips = [JFK, GERMAN] * 4
     with ThreadPoolExecutor(max_workers=8) as pool:
-        responses = list(pool.map(lambda clip: post(served_app, clip.path, response_format="verbose_json"), clips))
+        responses = list(
+            pool.map(lambda clip: post(served_app, clip.path, response_format="verbose_json"), clips)
+        )
     assert [r.status_code for r in responses] == [200] * 8
     for clip, response in zip(clips, responses, strict=True):
         body = response.json()

@@ -1,0 +1,61 @@
+"""The UI as a person uses it: a real Chromium uploads a clip, presses Transcribe, reads and downloads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import srt
+from playwright.sync_api import Page, expect
+
+from tests.clips import GERMAN, JFK
+from tuned_whisper.config import PROJECT_ROOT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOT = PROJECT_ROOT / "artifacts" / "ui-transcript.png"
+TRANSCRIBE_TIMEOUT_MS = 90_000  # CPU inference on two cores, first request included
+
+
+def upload(page: Page, path: Path) -> None:
+    page.locator("#tw-audio input[type=file]").set_input_files(path)
+
+
+def transcribe(page: Page) -> None:
+    page.get_by_role("button", name="Transcribe").click()
+
+
+def test_upload_transcribe_and_download_subtitles(ui_page: Page) -> None:
+    upload(ui_page, JFK.path)
+    transcribe(ui_page)
+
+    transcript = ui_page.locator("#tw-transcript textarea")
+    expect(transcript).to_have_value(re.compile("my fellow Americans", re.I), timeout=TRANSCRIBE_TIMEOUT_MS)
+    assert JFK.missing_phrases(transcript.input_value()) == []
+    expect(ui_page.locator("#tw-language textarea")).to_have_value("English")
+    rows = ui_page.locator("#tw-segments tbody tr")
+    expect(rows.first).to_contain_text(re.compile(r"00:00:\d\d\.\d{3}"))
+
+    with ui_page.expect_download() as download:
+        ui_page.locator("#tw-downloads a[download='jfk.srt']").click()
+    assert download.value.suggested_filename == "jfk.srt"
+    cues = list(srt.parse(Path(download.value.path()).read_text(encoding="utf-8")))
+    assert cues and all(cue.end > cue.start for cue in cues)
+    assert JFK.missing_phrases(" ".join(cue.content for cue in cues)) == []
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    ui_page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_a_bad_file_gets_a_readable_error_and_the_next_file_works(ui_page: Page, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.wav"
+    notes.write_text("meeting notes, not a recording\n", encoding="utf-8")
+    upload(ui_page, notes)
+    transcribe(ui_page)
+    expect(ui_page.get_by_text("could not decode 'notes.wav'")).to_be_visible(timeout=30_000)
+
+    ui_page.get_by_text(GERMAN.path.name, exact=True).click()  # one of the example clips
+    transcribe(ui_page)
+    expect(ui_page.locator("#tw-language textarea")).to_have_value("German", timeout=TRANSCRIBE_TIMEOUT_MS)
+    expect(ui_page.locator("#tw-transcript textarea")).to_have_value(re.compile("Termin"))
