@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_VERSION := 2.13.0
 
-.PHONY: install checkpoint start lint format test test-fast bench clean
+.PHONY: install checkpoint start serve-config lint format test test-fast bench bench-load clean
 
 install: $(VENV)/.installed
 
@@ -23,8 +23,10 @@ checkpoint: install
 	$(BIN)/tuned-whisper checkpoint build --if-missing
 
 start: checkpoint
-	$(BIN)/tuned-whisper transcribe tests/data/jfk.flac --format srt --output-dir outputs
-	cat outputs/jfk.srt
+	$(BIN)/python serve_predictor_script.py
+
+serve-config: install
+	$(BIN)/python -m tuned_whisper.serving.deploy_config > deploy/serve_config.yaml
 
 lint: install
 	$(BIN)/ruff check .
@@ -42,6 +44,9 @@ test-fast: install
 
 bench: checkpoint
 	$(BIN)/python benchmarks/speed.py
+
+bench-load: checkpoint
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -113,13 +113,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.serve.port,
     )
     stop.wait()
-    return shutdown()
+    return shutdown(settings.serve.graceful_shutdown_s)
 
 
-def shutdown() -> int:
+def drain(timeout_s: float) -> int:
+    """Ask the ingress to refuse new work and wait until its requests in flight finish; returns those left."""
     from ray import serve
 
-    logger.info("shutting down: finishing in-flight requests")
+    from tuned_whisper.serving.app import APP_NAME
+
+    ingress = serve.get_deployment_handle("GradioServer", app_name=APP_NAME)
+    left = ingress.drain.remote().result()
+    deadline = time.monotonic() + timeout_s
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = ingress.requests_in_flight.remote().result()
+    return left
+
+
+def shutdown(timeout_s: float) -> int:
+    from ray import serve
+
+    logger.info("shutting down: finishing in-flight requests (up to %.0f s)", timeout_s)
+    try:
+        left = drain(timeout_s)
+    except Exception:  # the app may already be gone; shut down all the same
+        logger.exception("could not drain the ingress")
+        left = -1
+    if left:
+        logger.warning("%d requests were still in flight", left)
     serve.shutdown()
     logger.info("stopped")
     return 0

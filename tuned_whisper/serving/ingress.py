@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util import metrics
@@ -49,12 +50,15 @@ class RayBackend:
             engine.stride_length_s if engine.stride_length_s is not None else engine.chunk_length_s / 6
         )
         self._info: ModelInfo | None = None
+        self.draining = False
         self._latency = metrics.Histogram(
             "tw_request_latency_s", description="Transcription latency", boundaries=LATENCY_BOUNDARIES
         )
         self._audio = metrics.Counter("tw_request_audio_seconds", description="Audio seconds transcribed")
 
     async def ready(self) -> bool:
+        if self.draining:
+            return False
         try:
             self._info = ModelInfo(**await asyncio.wait_for(self.model.info.remote(), timeout=5))
         except Exception:
@@ -106,9 +110,11 @@ class GradioServer:
         self.settings = Settings.model_validate(settings)
         self.model = model
         self.backend = RayBackend(model, self.settings)
+        self.in_flight = 0
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(self.backend, self.settings.api)
+        app.middleware("http")(self._track)
         app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
         if self.settings.serve.ui:
             from tuned_whisper.serving.ui import mount_ui
@@ -116,6 +122,31 @@ class GradioServer:
             examples = [path for path in EXAMPLES if path.exists()]
             mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s, examples=examples)
         return app
+
+    async def _track(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Count requests in flight; while draining, refuse new work (503) but finish what was accepted."""
+        if request.url.path in ("/healthz", "/readyz", "/metrics"):
+            return await call_next(request)
+        if self.backend.draining:
+            error = {
+                "message": "the server is shutting down; retry",
+                "type": "server_error",
+                "code": "draining",
+            }
+            return JSONResponse({"error": error}, status_code=503, headers={"Retry-After": "5"})
+        self.in_flight += 1
+        try:
+            return await call_next(request)
+        finally:
+            self.in_flight -= 1
+
+    def drain(self) -> int:
+        """Stop taking new requests (readiness fails, new requests get 503); returns requests in flight."""
+        self.backend.draining = True
+        return self.in_flight
+
+    def requests_in_flight(self) -> int:
+        return self.in_flight
 
     async def _metrics(self) -> str:
         """Batch sizes and audio seconds of a model replica, in Prometheus text format.
