@@ -17,6 +17,7 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="HF Whisper checkpoint directory (default: checkpoint/)"
     )
+    parser.add_argument("--adapter", type=Path, help="LoRA adapter directory from finetune/train.py")
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)"
     )
@@ -90,6 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     update: dict[str, object] = {"engine": engine}
     if args.checkpoint is not None:
         update["checkpoint"] = args.checkpoint
+    if args.adapter is not None:
+        update["adapter"] = args.adapter
     return settings.model_copy(update=update)
 
 

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
 
     checkpoint: Path = PROJECT_ROOT / "checkpoint"
     """Hugging Face Whisper checkpoint directory (or hub id) to transcribe with."""
+    adapter: Path | None = None
+    """A LoRA adapter directory from `finetune/train.py`, merged onto `checkpoint` at load time."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)
     """Longest audio accepted, in seconds; longer input is refused before it is decoded in full."""
     engine: EngineSettings = EngineSettings()

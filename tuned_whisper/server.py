@@ -26,6 +26,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint", type=Path, help="HF Whisper checkpoint directory (default checkpoint/)"
     )
+    parser.add_argument(
+        "--adapter", type=Path, help="LoRA adapter from finetune/train.py, on top of the checkpoint"
+    )
     parser.add_argument("--replicas", type=int, help="model replicas (default 1)")
     parser.add_argument("--max-replicas", type=int, help="autoscale model replicas up to this many")
     parser.add_argument("--max-batch-size", type=int, help="30 s windows per forward pass (default 8)")
@@ -60,6 +63,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     }
     if args.checkpoint:
         update["checkpoint"] = args.checkpoint.resolve()
+    if args.adapter:
+        update["adapter"] = args.adapter.resolve()
     return Settings.model_validate(settings.model_copy(update=update).model_dump())
 
 

@@ -22,6 +22,7 @@ class ModelInfo:
     device: str
     dtype: str
     is_multilingual: bool
+    adapter: str | None = None
 
 
 class Transcriber(Protocol):

@@ -48,9 +48,8 @@ def resolve_device(requested: str) -> str:
 class TransformersTranscriber:
     """Whisper through the Transformers ASR pipeline; CUDA fp16 when a GPU is there, else CPU fp32."""
 
-    def __init__(self, checkpoint: str | Path, engine: EngineSettings) -> None:
+    def __init__(self, checkpoint: str | Path, engine: EngineSettings, adapter: Path | None = None) -> None:
         import torch
-        from transformers import pipeline
         from transformers.utils import logging as hf_logging
 
         if Path(checkpoint).exists() and not is_checkpoint(Path(checkpoint)):
@@ -63,9 +62,7 @@ class TransformersTranscriber:
         if device == "cpu":
             torch.set_num_threads(engine.num_threads or available_cores())
         self.settings = engine
-        self.pipe = pipeline(
-            "automatic-speech-recognition", model=str(checkpoint), dtype=dtype, device=device
-        )
+        self.pipe = self._pipeline(checkpoint, adapter, dtype, device)
         self.model = self.pipe.model.eval()
         self.tokenizer = self.pipe.tokenizer
         self.stride_s = (
@@ -78,12 +75,31 @@ class TransformersTranscriber:
             device=device,
             dtype=str(dtype).removeprefix("torch."),
             is_multilingual=self.is_multilingual,
+            adapter=str(adapter) if adapter else None,
         )
         self._progress: tuple[ProgressCallback, int] | None = None
 
+    @staticmethod
+    def _pipeline(checkpoint: str | Path, adapter: Path | None, dtype: Any, device: str) -> Any:
+        from transformers import WhisperProcessor, pipeline
+
+        if adapter is None:
+            return pipeline("automatic-speech-recognition", model=str(checkpoint), dtype=dtype, device=device)
+        from tuned_whisper.adapters import load_merged
+
+        processor = WhisperProcessor.from_pretrained(str(checkpoint))
+        return pipeline(
+            "automatic-speech-recognition",
+            model=load_merged(checkpoint, Path(adapter), dtype, device),
+            tokenizer=processor.tokenizer,
+            feature_extractor=processor.feature_extractor,
+            dtype=dtype,
+            device=device,
+        )
+
     @classmethod
     def from_settings(cls, settings: Settings) -> TransformersTranscriber:
-        return cls(settings.checkpoint, settings.engine)
+        return cls(settings.checkpoint, settings.engine, settings.adapter)
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         """The most likely language of the first 30 s and its probability."""

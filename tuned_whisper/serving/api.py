@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuned_whisper import __version__
+from tuned_whisper.adapters import adapter_card
 from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
@@ -109,6 +110,7 @@ def checkpoint_card(info: ModelInfo) -> dict[str, Any]:
         "device": info.device,
         "dtype": info.dtype,
         "multilingual": info.is_multilingual,
+        "adapter": adapter_card(Path(info.adapter)) if info.adapter else None,
     }
 
 

@@ -57,9 +57,9 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
         graceful_shutdown_timeout_s=s.graceful_shutdown_s,
     )(GradioServer)
     engine = settings.engine.model_dump(mode="json")
+    adapter = str(settings.adapter) if settings.adapter else None
     return ingress.bind(
-        model.bind(str(settings.checkpoint), engine),
-        settings.model_dump(mode="json", exclude={"api"}) | {"api": settings.api.model_dump(mode="json")},
+        model.bind(str(settings.checkpoint), engine, adapter), settings.model_dump(mode="json")
     )
 
 

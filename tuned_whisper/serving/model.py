@@ -11,6 +11,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,11 +37,13 @@ class WindowJob:
 class WhisperASR:
     """Loads the checkpoint once per replica and decodes batches of windows."""
 
-    def __init__(self, checkpoint: str, engine: dict[str, Any]) -> None:
+    def __init__(self, checkpoint: str, engine: dict[str, Any], adapter: str | None = None) -> None:
         from tuned_whisper.config import EngineSettings
         from tuned_whisper.engine.transformers_engine import TransformersTranscriber
 
-        self.engine = TransformersTranscriber(checkpoint, EngineSettings(**engine))
+        self.engine = TransformersTranscriber(
+            checkpoint, EngineSettings(**engine), Path(adapter) if adapter else None
+        )
         self.batch_sizes: Counter[int] = Counter()
         self.audio_seconds = 0.0
         self._batch_metric = metrics.Histogram(
@@ -96,6 +99,7 @@ class WhisperASR:
     def info(self) -> dict[str, Any]:
         info = self.engine.info
         return {
+            "adapter": info.adapter,
             "checkpoint": info.checkpoint,
             "device": info.device,
             "dtype": info.dtype,
