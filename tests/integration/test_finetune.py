@@ -1,0 +1,108 @@
+"""A user's fine-tuning story on real telephone speech, on the CPU: train, see the gain, merge, serve it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+from tuned_whisper.evaluation import score
+
+pytestmark = pytest.mark.slow
+TRAIN = SHARED_DATA / "ivr-en" / "train"
+# Prompts in the domain's house style ("*", "#", numerals, "3D") that the base model writes differently.
+HOUSE_STYLE = [
+    "both_help.flac",
+    "vm-Cust1.flac",
+    "vm-Cust2.flac",
+    "confbridge-binaural-on.flac",
+    "vm-next.flac",
+    "dir-multi9.flac",
+]
+
+
+def subset(root: Path, names: list[str]) -> Path:
+    """An audiofolder with only these clips of ivr-en train (linked, not copied)."""
+    lines = (TRAIN / "metadata.csv").read_text().splitlines()
+    root.mkdir()
+    keep = [lines[0]] + [line for line in lines[1:] if line.split(",", 1)[0] in names]
+    (root / "metadata.csv").write_text("\n".join(keep) + "\n")
+    for name in names:
+        (root / name).symlink_to(TRAIN / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory: pytest.TempPathFactory, checkpoint_dir: Path) -> dict:
+    from finetune.train import main
+
+    data = subset(tmp_path_factory.mktemp("data") / "train", HOUSE_STYLE)
+    output = tmp_path_factory.mktemp("adapter")
+    args = [
+        "--checkpoint",
+        str(checkpoint_dir),
+        "--train",
+        str(data),
+        "--dev",
+        str(data),
+        "--output_dir",
+        str(output),
+        "--num_epochs",
+        "12",
+        "--batch_size",
+        "6",
+        "--learning_rate",
+        "0.003",
+        "--warmup_ratio",
+        "0.0",
+    ]
+    assert main(args) == 0
+    return json.loads((output / "training_summary.json").read_text())
+
+
+def test_training_lowers_the_loss_and_learns_the_house_style(overfit_run: dict) -> None:
+    losses = overfit_run["mean_loss_per_epoch"]
+    assert losses[-1] < losses[0] / 2
+    before, after = overfit_run["before"], overfit_run["best"]
+    assert before["wer"] > 0.2  # the base model does not write "*", "#", "3D" or numerals this way
+    assert after["wer"] < before["wer"] / 2
+    both_help = next(e for e in overfit_run["dev_examples"] if "toggle pause" in e["reference"])
+    assert "#" not in both_help["before"]
+    assert "*" in both_help["after"] and "#" in both_help["after"]
+
+
+def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
+    overfit_run: dict, tmp_path: Path
+) -> None:
+    from finetune.merge import main as merge
+    from tuned_whisper.audio import decode_audio
+    from tuned_whisper.config import EngineSettings
+    from tuned_whisper.engine.transformers_engine import TransformersTranscriber
+    from tuned_whisper.types import TranscribeOptions
+
+    merged = tmp_path / "checkpoint-ivr"
+    assert merge(["--adapter", overfit_run["adapter"], "--output", str(merged)]) == 0
+    provenance = json.loads((merged / "provenance.json").read_text())
+    assert provenance["kind"] == "merged"
+    assert provenance["extra"]["metrics"]["wer"] == overfit_run["best"]["wer"]
+    assert "| before |" in (merged / "README.md").read_text()
+
+    engine = TransformersTranscriber(merged, EngineSettings(device="cpu"))
+    references = {
+        line.split(",", 1)[0]: line.split(",", 1)[1].rsplit(",en,", 1)[0].strip('"')
+        for line in (TRAIN / "metadata.csv").read_text().splitlines()[1:]
+    }
+    options = TranscribeOptions(language="en")
+    merged_texts = {name: engine.transcribe(decode_audio(TRAIN / name), options).text for name in HOUSE_STYLE}
+    rates = score([references[n] for n in HOUSE_STYLE], [merged_texts[n] for n in HOUSE_STYLE])
+    assert rates.wer < overfit_run["before"]["wer"] / 2
+
+    # The adapter served on top of its base checkpoint is the same model as the merged checkpoint.
+    adapted = TransformersTranscriber(
+        overfit_run["base_checkpoint"], EngineSettings(device="cpu"), Path(overfit_run["adapter"])
+    )
+    assert adapted.info.adapter == overfit_run["adapter"]
+    clip = HOUSE_STYLE[0]
+    assert adapted.transcribe(decode_audio(TRAIN / clip), options).text == merged_texts[clip]
