@@ -49,6 +49,7 @@ class TrainArguments:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "on GPU, when training the encoder"})
     eval_batch_size: int = 16
+    eval_every_epochs: int = field(default=1, metadata={"help": "score dev every N epochs (and at the end)"})
     max_new_tokens: int = 128
 
 
@@ -236,6 +237,8 @@ def run(
             losses.append(
                 _train_epoch(model, optimizer, scheduler, collate, train, train_in, cached, args, rng, bar)
             )
+            if epoch % args.eval_every_epochs and epoch != args.num_epochs:
+                continue
             evaluation = evaluate(model, processor, dev, dev_in, cached, data, args, epoch, bar.n)
             evaluations.append(evaluation)
             if evaluation.rates.wer < best.rates.wer or best is before:

@@ -26,7 +26,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright runs an event loop in this thread, which must be gone before async tests.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     """Debian's Chromium driven by Playwright (no downloaded browser); skipped where it is not installed."""
     if not Path(CHROMIUM).is_file():

@@ -50,6 +50,8 @@ def overfit_run(tmp_path_factory: pytest.TempPathFactory, checkpoint_dir: Path) 
         "--output_dir",
         str(output),
         "--num_epochs",
+        "36",
+        "--eval_every_epochs",
         "12",
         "--batch_size",
         "6",
@@ -68,9 +70,10 @@ def test_training_lowers_the_loss_and_learns_the_house_style(overfit_run: dict) 
     before, after = overfit_run["before"], overfit_run["best"]
     assert before["wer"] > 0.2  # the base model does not write "*", "#", "3D" or numerals this way
     assert after["wer"] < before["wer"] / 2
-    both_help = next(e for e in overfit_run["dev_examples"] if "toggle pause" in e["reference"])
-    assert "#" not in both_help["before"]
-    assert "*" in both_help["after"] and "#" in both_help["after"]
+    examples = overfit_run["dev_examples"]
+    exact_before = sum(e["before"] == e["reference"] for e in examples)
+    exact_after = sum(e["after"] == e["reference"] for e in examples)
+    assert exact_after >= len(examples) // 2 and exact_after > exact_before, examples
 
 
 def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
