@@ -48,7 +48,7 @@ def test_script_serves_on_port_and_drains_in_flight_requests_on_sigterm(checkpoi
 
         request = threading.Thread(target=transcribe)
         request.start()
-        time.sleep(0.5)  # the request is in flight when the signal arrives
+        time.sleep(2.0)  # the request has reached the ingress (under load too) and is in flight
         process.send_signal(signal.SIGTERM)
         request.join(timeout=120)
         assert result["response"].status_code == 200
