@@ -228,6 +228,11 @@ def served(
     try:
         wait_ready(process, f"{url}/readyz", log_path)
         yield url, psutil.Process(process.pid), time.monotonic() - started
+    except httpx.HTTPError as exc:
+        if process.poll() is None:
+            raise
+        message = f"the server exited with {process.returncode} mid-run (stopped from outside?)"
+        raise SystemExit(f"{message}: {exc}\n{log_tail(log_path)}") from exc
     finally:
         stop(process)
 

@@ -5,8 +5,11 @@ own; the parent prints the machine, the library versions and one Markdown table.
 loading (reported apart) and audio decoding; each is the minimum over ``--repeats`` runs after one untimed
 warm-up, as faster-whisper's own benchmarks quote it. WER is Whisper-normalised, against the references.
 
-    .venv/bin/python benchmarks/speed.py            # full run (about 10 minutes on 2 cores)
-    .venv/bin/python benchmarks/speed.py --quick    # smoke run (under 2 minutes)
+    .venv/bin/python benchmarks/speed.py            # full run: about 8 minutes on 2 idle cores
+    .venv/bin/python benchmarks/speed.py --quick    # smoke run: about 1 minute
+
+Before each worker the parent waits for other processes to leave the CPUs idle, and reruns a worker they
+disturbed (``--quiet-wait``, ``--retries``); on a busy machine that makes a run take longer.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +29,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
@@ -388,10 +393,17 @@ def legend(measurements: Sequence[Measurement]) -> str:
     return "\n".join(f"- {name}: {CONFIGS[name].description}" for name in names)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    # A plain SIGTERM skips `finally`; as SystemExit it stops the worker and removes the temporary model.
+    raise SystemExit(128 + signum)
+
+
 def run_parent(args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     jobs = plan_from_args(args)
     print("\n".join(machine_lines()))
-    print(f"- ivr: the first {args.ivr_count} clips of {IVR_DEV}/metadata.csv (8 kHz telephone prompts)")
+    if "ivr" in args.clips:
+        print(f"- ivr: the first {args.ivr_count} clips of {IVR_DEV}/metadata.csv (8 kHz telephone prompts)")
     print(f"- load average before: {_load_average()}", flush=True)  # before the workers' progress lines
     started = time.perf_counter()
     needs_ct2 = any(CONFIGS[job.config].backend == "faster-whisper" for job in jobs)
