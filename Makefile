@@ -40,7 +40,7 @@ test: checkpoint lint
 	$(BIN)/pytest --timeout 900
 
 test-fast: install
-	$(BIN)/pytest -m "not slow and not browser" --timeout 300
+	$(BIN)/pytest -m "not slow and not browser and not gpu" --timeout 300
 
 bench: checkpoint
 	$(BIN)/python benchmarks/speed.py

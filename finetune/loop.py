@@ -7,6 +7,7 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,24 @@ class TrainArguments:
     eval_batch_size: int = 16
     eval_every_epochs: int = field(default=1, metadata={"help": "score dev every N epochs (and at the end)"})
     max_new_tokens: int = 128
+
+
+@dataclass
+class Workers:
+    """This process's part in a data-parallel run (`finetune/distributed.py`); alone, rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    prepare_model: Callable[[Any], Any] | None = None
+    """Wraps the LoRA model for the run (Ray Train's `prepare_model`: device and DistributedDataParallel)."""
+
+    def shard(self, items: list[Any]) -> list[Any]:
+        """This rank's share, padded by wrapping around so that every rank runs the same number of steps."""
+        if self.world_size == 1:
+            return items
+        per_rank = math.ceil(len(items) / self.world_size)
+        mine = items[self.rank :: self.world_size]
+        return (mine + items[: per_rank - len(mine)])[:per_rank]
 
 
 def resolve_device(requested: str) -> str:
@@ -167,12 +186,13 @@ def _train_epoch(
     from transformers.modeling_outputs import BaseModelOutput
 
     model.train()
+    module = getattr(model, "module", model)  # under DistributedDataParallel
     losses: list[float] = []
     key = "encoder_hidden" if cached else "input_features"
     for indices in _batches(len(train), args.batch_size, rng):
         batch = collate([{"labels": train[i].labels, key: inputs[i]} for i in indices])
-        labels = batch["labels"].to(model.device)
-        source = batch[key].to(model.device, model.dtype)
+        labels = batch["labels"].to(module.device)
+        source = batch[key].to(module.device, module.dtype)
         kwargs = (
             {"encoder_outputs": BaseModelOutput(last_hidden_state=source)}
             if cached
@@ -190,9 +210,19 @@ def _train_epoch(
 
 
 def run(
-    model_args: ModelArguments, data: DataArguments, lora_args: LoraArguments, args: TrainArguments
+    model_args: ModelArguments,
+    data: DataArguments,
+    lora_args: LoraArguments,
+    args: TrainArguments,
+    workers: Workers | None = None,
 ) -> dict[str, Any]:
-    """Prepare data, score the base model, train, score after each epoch, keep the best adapter."""
+    """Prepare data, score the base model, train, score after each epoch, keep the best adapter.
+
+    With `workers`, this process trains on its shard of the train split; rank 0 alone scores dev and
+    writes the adapter and the summary (other ranks return an empty summary).
+    """
+    workers = workers or Workers()
+    lead = workers.rank == 0
     import torch
     from transformers import (
         WhisperForConditionalGeneration,
@@ -204,6 +234,8 @@ def run(
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     train_utts, dev_utts = load_splits(data)
+    train_clips = len(train_utts)
+    train_utts, dev_utts = workers.shard(train_utts), dev_utts if lead else []
     processor = WhisperProcessor.from_pretrained(model_args.checkpoint)
     train = prepare(train_utts, processor, data.language, data.task, "train")
     dev = prepare(dev_utts, processor, data.language, data.task, "dev")
@@ -216,10 +248,12 @@ def run(
         dev_in = encode(model, dev, args.eval_batch_size, "dev")
     else:
         train_in, dev_in = [e.features for e in train], [e.features for e in dev]
-    before = evaluate(model, processor, dev, dev_in, cached, data, args, epoch=0, step=0)
+    before = evaluate(model, processor, dev, dev_in, cached, data, args, epoch=0, step=0) if lead else None
     model = add_lora(model, lora_args)
     if not cached and args.gradient_checkpointing and device == "cuda":
-        model.gradient_checkpointing_enable()
+        # Non-reentrant: works with frozen inputs (PEFT) and under DistributedDataParallel.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trained = workers.prepare_model(model) if workers.prepare_model else model
     steps = args.num_epochs * math.ceil(len(train) / args.batch_size)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
@@ -232,21 +266,30 @@ def run(
     evaluations, losses = [before], []
     output = Path(model_args.output_dir)
     best = before
-    with tqdm(total=steps, desc="training", unit="step") as bar:
+    with tqdm(
+        total=steps,
+        desc=f"training (rank {workers.rank})" if workers.world_size > 1 else "training",
+        unit="step",
+    ) as bar:
         for epoch in range(1, args.num_epochs + 1):
             losses.append(
-                _train_epoch(model, optimizer, scheduler, collate, train, train_in, cached, args, rng, bar)
+                _train_epoch(trained, optimizer, scheduler, collate, train, train_in, cached, args, rng, bar)
             )
-            if epoch % args.eval_every_epochs and epoch != args.num_epochs:
+            if not lead or (epoch % args.eval_every_epochs and epoch != args.num_epochs):
                 continue
             evaluation = evaluate(model, processor, dev, dev_in, cached, data, args, epoch, bar.n)
             evaluations.append(evaluation)
             if evaluation.rates.wer < best.rates.wer or best is before:
                 best = evaluation
                 model.save_pretrained(output)
+    if not lead:
+        return {}
+    assert before is not None and best is not None
     summary = _summary(
         model_args, data, lora_args, args, evaluations, best, losses, train, dev, started, device
     )
+    summary["data"]["train_clips"] = train_clips
+    summary["training"]["workers"] = workers.world_size
     (output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(format_summary(summary))
     return summary

@@ -109,3 +109,41 @@ def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
     assert adapted.info.adapter == overfit_run["adapter"]
     clip = HOUSE_STYLE[0]
     assert adapted.transcribe(decode_audio(TRAIN / clip), options).text == merged_texts[clip]
+
+
+def test_the_same_run_scales_out_on_ray_train_workers(tmp_path: Path, checkpoint_dir: Path) -> None:
+    """`--ray_workers 2`: two Ray Train workers (Gloo on the CPU) share the clips and average gradients;
+    the best adapter comes back to `output_dir` like a one-process run's."""
+    import os
+    import subprocess
+    import sys
+
+    from tuned_whisper.adapters import read_summary
+    from tuned_whisper.config import PROJECT_ROOT
+
+    data = subset(tmp_path / "train", HOUSE_STYLE)
+    output = tmp_path / "adapter"
+    args = [
+        *("--checkpoint", str(checkpoint_dir), "--train", str(data), "--dev", str(data)),
+        *("--output_dir", str(output), "--num_epochs", "12", "--eval_every_epochs", "12"),
+        *("--batch_size", "3", "--learning_rate", "0.003", "--warmup_ratio", "0.0"),
+        *("--ray_workers", "2", "--ray_cpus_per_worker", "0.5"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run(
+        [sys.executable, "finetune/train.py", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((output / "training_summary.json").read_text())
+    assert summary["training"]["workers"] == 2
+    assert summary["data"]["train_clips"] == len(HOUSE_STYLE)
+    losses = summary["mean_loss_per_epoch"]
+    assert losses[-1] < losses[0] / 2
+    assert summary["best"]["wer"] < summary["before"]["wer"]
+    assert (output / "adapter_model.safetensors").is_file()
+    assert read_summary(output) is not None  # what the server shows in /v1/models
