@@ -47,6 +47,8 @@ class Example:
     text: str
     features: np.ndarray
     labels: list[int]
+    timestamped_labels: list[int] = field(default_factory=list)
+    """The same transcript as one timestamped segment, `<|0.00|> text <|end|>`, as Whisper also learned."""
 
 
 def deduplicate(utterances: Sequence[Utterance]) -> list[Utterance]:
@@ -85,9 +87,32 @@ def load_splits(args: DataArguments) -> tuple[list[Utterance], list[Utterance]]:
 
 
 def label_ids(tokenizer: Any, text: str, language: str, task: str) -> list[int]:
-    """<|startoftranscript|><|lang|><|task|><|notimestamps|> text <|endoftext|>, as Whisper is prompted."""
+    """<|startoftranscript|><|lang|><|task|><|notimestamps|> text<|endoftext|>, as Whisper is prompted.
+
+    The text starts with a space, as in Whisper's own training data (its first word is ` Press`, not
+    `Press`), so fine-tuning does not have to unlearn that.
+    """
     tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=False)
-    return list(tokenizer(text).input_ids)
+    return list(tokenizer(" " + text.strip()).input_ids)
+
+
+TIME_PRECISION_S = 0.02
+
+
+def timestamped_label_ids(
+    tokenizer: Any, text: str, language: str, task: str, duration_s: float
+) -> list[int]:
+    """<|startoftranscript|><|lang|><|task|><|0.00|> text <|end|><|endoftext|>: the clip as one segment.
+
+    Training on these too keeps timestamp prediction, which long audio (30 s windows merged on their
+    timestamps) depends on, from being forgotten.
+    """
+    tokenizer.set_prefix_tokens(language=language, task=task, predict_timestamps=True)
+    prefix = tokenizer.prefix_tokens
+    end = min(round(duration_s / TIME_PRECISION_S) * TIME_PRECISION_S, MAX_CLIP_S)
+    start_id, end_id = (tokenizer.convert_tokens_to_ids(f"<|{t:.2f}|>") for t in (0.0, end))
+    text_ids = tokenizer(" " + text.strip(), add_special_tokens=False).input_ids
+    return [*prefix, start_id, *text_ids, end_id, tokenizer.eos_token_id]
 
 
 def _decode(utterance: Utterance) -> np.ndarray:
@@ -118,7 +143,10 @@ def prepare(
             )
         audio = _decode(u)
         features = processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np")
-        examples.append(Example(id=u.id, text=u.text, features=features.input_features[0], labels=labels))
+        timestamped = timestamped_label_ids(
+            processor.tokenizer, u.text, language, task, len(audio) / SAMPLE_RATE
+        )
+        examples.append(Example(u.id, u.text, features.input_features[0], labels, timestamped[:max_labels]))
     return examples
 
 

@@ -51,6 +51,10 @@ class TrainArguments:
     gradient_checkpointing: bool = field(default=True, metadata={"help": "on GPU, when training the encoder"})
     eval_batch_size: int = 16
     eval_every_epochs: int = field(default=1, metadata={"help": "score dev every N epochs (and at the end)"})
+    timestamp_fraction: float = field(
+        default=0.5,
+        metadata={"help": "share of clips shown with timestamp tokens (keeps long-form decoding)"},
+    )
     max_new_tokens: int = 128
 
 
@@ -190,7 +194,15 @@ def _train_epoch(
     losses: list[float] = []
     key = "encoder_hidden" if cached else "input_features"
     for indices in _batches(len(train), args.batch_size, rng):
-        batch = collate([{"labels": train[i].labels, key: inputs[i]} for i in indices])
+        chosen = [
+            e.timestamped_labels
+            if e.timestamped_labels and rng.random() < args.timestamp_fraction
+            else e.labels
+            for e in (train[i] for i in indices)
+        ]
+        batch = collate(
+            [{"labels": labels, key: inputs[i]} for labels, i in zip(chosen, indices, strict=True)]
+        )
         labels = batch["labels"].to(module.device)
         source = batch[key].to(module.device, module.dtype)
         kwargs = (
