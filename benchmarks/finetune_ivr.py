@@ -1,18 +1,19 @@
 """Fine-tune the default checkpoint on ivr-en train (CPU) and print the before/after table.
 
-    .venv/bin/python benchmarks/finetune_ivr.py [--config finetune/configs/ivr-en.json]
+    .venv/bin/python benchmarks/finetune_ivr.py [--config finetune/configs/ivr-en.json] [--output DIR]
 
 Scores ivr-en dev (the domain) and general English speech (the committed JFK and LibriVox sonnets clips,
 which must not get worse), raw and normalised, with the base checkpoint and with the adapter merged in;
-prints the training time and peak memory from the run's summary.
+prints dev WER after each epoch, the training time and peak memory from the run's summary. The adapter
+(with its training_summary.json) and the merged checkpoint stay in DIR (default outputs/finetune-ivr).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,32 +51,40 @@ def row(name: str, r: ErrorRates) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default=str(ROOT / "finetune" / "configs" / "ivr-en.json"))
+    parser.add_argument("--output", type=Path, default=ROOT / "outputs" / "finetune-ivr")
     args = parser.parse_args()
     config = json.loads(Path(args.config).read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        config["train"] = str((ROOT / config["train"]).resolve())
-        config["dev"] = str((ROOT / config["dev"]).resolve())
-        config["output_dir"] = str(Path(tmp) / "adapter")
-        run_config = Path(tmp) / "config.json"
-        run_config.write_text(json.dumps(config))
-        started = time.monotonic()
-        assert train([str(run_config)]) == 0
-        wall = time.monotonic() - started
-        summary = json.loads((Path(config["output_dir"]) / "training_summary.json").read_text())
-        merged = Path(tmp) / "merged"
-        merge(Path(config["output_dir"]), merged)
-        dev = [(u.audio_path, u.text) for u in load_utterances(DEV)]
-        general = [(JFK.path, JFK.text), (SONNETS.path, SONNETS.text)]
-        base = ROOT / "checkpoint"
-        table = [
-            "| model / set | WER | WER normalised | CER | CER normalised |",
-            "|---|---|---|---|---|",
-            row("base, ivr-en dev", rates_on(base, dev)),
-            row("fine-tuned, ivr-en dev", rates_on(merged, dev)),
-            row("base, general English", rates_on(base, general)),
-            row("fine-tuned, general English", rates_on(merged, general)),
-        ]
+    output: Path = args.output.resolve()
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    config["train"] = str((ROOT / config["train"]).resolve())
+    config["dev"] = str((ROOT / config["dev"]).resolve())
+    config["output_dir"] = str(output / "adapter")
+    run_config = output / "config.json"
+    run_config.write_text(json.dumps(config, indent=2))
+    started = time.monotonic()
+    assert train([str(run_config)]) == 0
+    wall = time.monotonic() - started
+    summary = json.loads((Path(config["output_dir"]) / "training_summary.json").read_text())
+    merged = output / "checkpoint"
+    merge(Path(config["output_dir"]), merged)
+    dev = [(u.audio_path, u.text) for u in load_utterances(DEV)]
+    general = [(JFK.path, JFK.text), (SONNETS.path, SONNETS.text)]
+    base = ROOT / "checkpoint"
+    table = [
+        "| model / set | WER | WER normalised | CER | CER normalised |",
+        "|---|---|---|---|---|",
+        row("base, ivr-en dev", rates_on(base, dev)),
+        row("fine-tuned, ivr-en dev", rates_on(merged, dev)),
+        row("base, general English", rates_on(base, general)),
+        row("fine-tuned, general English", rates_on(merged, general)),
+    ]
     print("\n".join(table))
+    print("\ndev WER during training (greedy, no timestamps; epoch 0 = before):")
+    for e in summary["evaluations"]:
+        raw, normalised = 100 * e["wer"], 100 * e["wer_normalized"]
+        print(f"  epoch {e['epoch']}: {raw:.2f} % raw, {normalised:.2f} % normalised")
     print(
         f"\ntraining run (prep, encoder cache, {config['num_epochs']} epochs, evals): {wall:.0f} s wall, "
         f"peak RSS {summary['peak_rss_mb']:.0f} MB, best epoch {summary['best']['epoch']}, "
