@@ -77,7 +77,12 @@ def test_labels_carry_the_forced_language_and_task_and_the_collator_pads_them(pr
     prepared = prepare([Utterance(JFK.path, "press # now", "jfk")], processor, "en", "transcribe", "t")[0]
     tokens = ids.convert_ids_to_tokens(prepared.labels[:4])
     assert tokens == ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-    assert ids.decode(prepared.labels, skip_special_tokens=True) == "press # now"
+    # The text starts with a space, as in Whisper's own training data.
+    assert ids.decode(prepared.labels, skip_special_tokens=True) == " press # now"
+    # The same clip as one timestamped segment: <|0.00|> text <|end of the clip|> (JFK is 11.0 s).
+    timestamped = ids.decode(prepared.timestamped_labels, decode_with_timestamps=True)
+    prompt = "<|startoftranscript|><|en|><|transcribe|>"
+    assert timestamped == prompt + "<|0.00|> press # now<|11.00|><|endoftext|>"
     collate = Collator(decoder_start_token_id=ids.convert_tokens_to_ids("<|startoftranscript|>"))
     batch = collate(
         [
