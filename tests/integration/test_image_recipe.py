@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -19,36 +18,11 @@ import pytest
 
 from tests.clips import JFK
 from tests.conftest import free_port
+from tests.dockerfile import build_args, expand, instructions
 from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.server import wait_until_ready
 
 pytestmark = pytest.mark.slow
-
-DOCKERFILE = PROJECT_ROOT / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined, comments dropped."""
-    lines: list[str] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or not stripped:
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        lines.append(pending + stripped)
-        pending = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
-
-
-def build_args() -> dict[str, str]:
-    return dict(arg.split("=", 1) for kind, arg in instructions() if kind == "ARG" and "=" in arg)
-
-
-def expand(text: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
 def tracked_files(source: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dockerfile import build_args, expand, instructions
 from tuned_whisper.config import PROJECT_ROOT, Settings
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -91,9 +92,9 @@ def test_cloud_run_gets_an_l4_gpu_with_enough_cpu_and_memory() -> None:
 
 
 def test_one_port_everywhere() -> None:
-    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    assert re.search(r"^EXPOSE 8080$", dockerfile, re.M)
-    assert re.search(r"^\s+PORT=8080 ", dockerfile, re.M)
+    assert ("EXPOSE", "8080") in instructions()
+    env = [pair for kind, arguments in instructions() if kind == "ENV" for pair in shlex.split(arguments)]
+    assert "PORT=8080" in env
     assert deploy_flags()["--port"] == "8080"
     assert Settings().serve.port == 8080
     serve_config = yaml.safe_load((PROJECT_ROOT / "deploy" / "serve_config.yaml").read_text())
@@ -152,10 +153,10 @@ def ignore_patterns(name: str) -> list[str]:
 
 def copied_sources() -> list[str]:
     sources = []
-    for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            *found, _ = shlex.split(line[len("COPY ") :])
-            sources += [s.replace("${CHECKPOINT_DIR}", "checkpoint").rstrip("/") for s in found]
+    for kind, arguments in instructions():
+        if kind == "COPY":
+            *found, _ = shlex.split(expand(arguments, build_args()))
+            sources += [source.rstrip("/") for source in found]
     return sources
 
 
