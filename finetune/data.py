@@ -146,7 +146,11 @@ def prepare(
         timestamped = timestamped_label_ids(
             processor.tokenizer, u.text, language, task, len(audio) / SAMPLE_RATE
         )
-        examples.append(Example(u.id, u.text, features.input_features[0], labels, timestamped[:max_labels]))
+        # One token longer than `labels`; when that no longer fits, the clip trains without timestamps
+        # (cutting it would drop the end timestamp and <|endoftext|>).
+        if len(timestamped) > max_labels:
+            timestamped = []
+        examples.append(Example(u.id, u.text, features.input_features[0], labels, timestamped))
     return examples
 
 

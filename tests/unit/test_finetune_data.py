@@ -93,3 +93,13 @@ def test_labels_carry_the_forced_language_and_task_and_the_collator_pads_them(pr
     assert batch["labels"].shape == (2, len(prepared.labels) - 1)  # the start token is the model's to add
     assert (batch["labels"][1, 5:] == -100).all()
     assert batch["input_features"].shape == (2, 80, 3000)
+
+
+def test_a_transcript_filling_the_decoder_trains_without_timestamps_not_cut(processor: object) -> None:
+    tokenizer = processor.tokenizer  # type: ignore[attr-defined]
+    prompt_and_end = 5  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|> ... <|endoftext|>
+    text = "a" + " a" * (tokenizer.model_max_length - prompt_and_end - 1)
+    (example,) = prepare([Utterance(JFK.path, text, "jfk")], processor, "en", "transcribe", "t")
+    assert len(example.labels) == tokenizer.model_max_length
+    assert example.labels[-1] == tokenizer.eos_token_id
+    assert example.timestamped_labels == []
