@@ -26,15 +26,20 @@ from tests.clips import JFK, SONNETS  # noqa: E402
 from tuned_whisper.audio import decode_audio  # noqa: E402
 from tuned_whisper.config import EngineSettings  # noqa: E402
 from tuned_whisper.datasets import load_utterances  # noqa: E402
-from tuned_whisper.engine.transformers_engine import TransformersTranscriber  # noqa: E402
+from tuned_whisper.config import Settings  # noqa: E402
+from tuned_whisper.engine import load_transcriber  # noqa: E402
 from tuned_whisper.evaluation import ErrorRates, score  # noqa: E402
 from tuned_whisper.types import TranscribeOptions  # noqa: E402
 
-DEV = ROOT.parent / "shared" / "data" / "ivr-en" / "dev"
+DEV = ROOT / "data" / "ivr-en" / "dev"
 
 
 def rates_on(checkpoint: Path, pairs: list[tuple[Path, str]]) -> ErrorRates:
-    engine = TransformersTranscriber(checkpoint, EngineSettings(device="cpu", batch_size=8))
+    engine = load_transcriber(
+        Settings(
+            checkpoint=checkpoint, engine=EngineSettings(device="cpu", batch_size=8, backend="transformers")
+        )
+    )
     options = TranscribeOptions(language="en")
     requests = [(decode_audio(path), options) for path, _ in pairs]
     hypotheses = [t.text for t in engine.transcribe_many(requests)]

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuned_whisper.config import PROJECT_ROOT, Settings
+from tuned_whisper import commands
+from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.formats import FORMATS
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+QUANTIZATIONS = ("int8", "int8_float16", "int8_float32", "float16", "float32")
 
 
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,18 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
         "--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)"
     )
     parser.add_argument("--batch-size", type=int, help="30 s windows per forward pass (default: 8)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "transformers", "ctranslate2"],
+        help="who runs the model (default: auto = CTranslate2 int8 on CPU, Transformers on CUDA)",
+    )
+    parser.add_argument(
+        "--quantization", choices=["auto", *QUANTIZATIONS], help="CTranslate2 weights (default: auto)"
+    )
+    parser.add_argument(
+        "--no-vad", action="store_true", help="decode the whole audio, also where the VAD hears no speech"
+    )
 
 
 def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,28 +47,28 @@ def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuned-whisper", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    subcommands = parser.add_subparsers(dest="command", required=True)
 
-    transcribe = commands.add_parser("transcribe", help="transcribe audio or video files")
+    transcribe = subcommands.add_parser("transcribe", help="transcribe audio or video files")
     transcribe.add_argument("files", nargs="+", type=Path)
     transcribe.add_argument("--format", "-f", choices=FORMATS, default="txt")
     transcribe.add_argument("--output-dir", "-o", type=Path, default=Path("."))
     _add_decode_flags(transcribe)
     _add_engine_flags(transcribe)
 
-    evaluate = commands.add_parser(
+    evaluate = subcommands.add_parser(
         "eval", help="WER/CER of the checkpoint on an audiofolder or JSONL manifest"
     )
     evaluate.add_argument("data", type=Path, help="audiofolder directory (metadata.csv) or .jsonl manifest")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.add_argument(
-        "--max-wer", type=float, help=f"exit {EXIT_GATE} when the raw WER (0-1) is above this"
+        "--max-wer", type=float, help=f"exit {commands.EXIT_GATE} when the raw WER (0-1) is above this"
     )
     evaluate.add_argument("--limit", type=int, help="score only the first N utterances")
     _add_decode_flags(evaluate)
     _add_engine_flags(evaluate)
 
-    checkpoint = commands.add_parser("checkpoint", help="build or describe the Whisper checkpoint")
+    checkpoint = subcommands.add_parser("checkpoint", help="build or describe the Whisper checkpoint")
     actions = checkpoint.add_subparsers(dest="action", required=True)
     build = actions.add_parser(
         "build", help="build a HF checkpoint from packaged weights, a directory or hub id"
@@ -69,37 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--if-missing", action="store_true", help="do nothing when a checkpoint is already there"
     )
+    export = actions.add_parser(
+        "export-ct2", help="convert a HF checkpoint (optionally + adapter) into a CTranslate2 model directory"
+    )
+    export.add_argument("--checkpoint", type=Path, default=PROJECT_ROOT / "checkpoint")
+    export.add_argument("--adapter", type=Path, help="LoRA adapter merged in before the conversion")
+    export.add_argument("--quantization", choices=QUANTIZATIONS, default="int8")
+    export.add_argument("--output", type=Path, help="model directory (default: the backend's cache)")
     info = actions.add_parser("info", help="print a checkpoint's provenance")
     info.add_argument("path", nargs="?", type=Path, default=PROJECT_ROOT / "checkpoint")
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Flags override env vars (`TW_*`), which override the defaults."""
-    settings = Settings()
-    engine = settings.engine.model_copy(
-        update={
-            key: value
-            for key, value in {
-                "device": args.device,
-                "batch_size": args.batch_size,
-                "num_threads": args.threads,
-            }.items()
-            if value is not None
-        }
-    )
-    update: dict[str, object] = {"engine": engine}
-    if args.checkpoint is not None:
-        update["checkpoint"] = args.checkpoint
-    if args.adapter is not None:
-        update["adapter"] = args.adapter
-    return settings.model_copy(update=update)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tuned_whisper import commands
-
     handlers = {
         "transcribe": commands.transcribe,
         "eval": commands.evaluate,

@@ -7,8 +7,35 @@ import json
 import sys
 from pathlib import Path
 
-from tuned_whisper.cli import EXIT_FAILED, EXIT_GATE, EXIT_OK, EXIT_USAGE, settings_from_args
+from tuned_whisper.config import Settings
 from tuned_whisper.types import TranscribeOptions
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags override env vars (`TW_*`), which override the defaults."""
+    settings = Settings()
+    engine = settings.engine.model_copy(
+        update={
+            key: value
+            for key, value in {
+                "device": args.device,
+                "batch_size": args.batch_size,
+                "num_threads": args.threads,
+                "backend": getattr(args, "backend", None),
+                "quantization": getattr(args, "quantization", None),
+                "vad_filter": False if getattr(args, "no_vad", False) else None,
+            }.items()
+            if value is not None
+        }
+    )
+    update: dict[str, object] = {"engine": engine}
+    if args.checkpoint is not None:
+        update["checkpoint"] = args.checkpoint
+    if args.adapter is not None:
+        update["adapter"] = args.adapter
+    return settings.model_copy(update=update)
 
 
 def _fail(message: str) -> None:
@@ -123,6 +150,8 @@ def checkpoint(args: argparse.Namespace) -> int:
         read_provenance,
     )
 
+    if args.action == "export-ct2":
+        return _export_ct2(args)
     if args.action == "info":
         provenance = read_provenance(args.path)
         if not is_checkpoint(args.path):
@@ -142,4 +171,23 @@ def checkpoint(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return EXIT_FAILED
     print(f"built {args.output} from {provenance.source} (sha256 {provenance.sha256})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export_ct2(args: argparse.Namespace) -> int:
+    """Convert a checkpoint for the CTranslate2 backend; without --output, into the backend's cache."""
+    from tuned_whisper.checkpoint import CheckpointError
+    from tuned_whisper.ct2_export import cached_export, export_ctranslate2, read_export
+
+    checkpoint = args.checkpoint.resolve()
+    try:
+        if args.output is None:
+            cache = Settings().engine.ct2_cache_dir
+            written = cached_export(checkpoint, args.quantization, cache, args.adapter)
+        else:
+            written = export_ctranslate2(checkpoint, args.output, args.quantization, args.adapter)
+    except (CheckpointError, ValueError) as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    print(json.dumps({"output": str(written), **(read_export(written) or {})}, indent=2))
     return EXIT_OK

@@ -225,18 +225,17 @@ def _openai_language(transcript: Transcript) -> str:
 
 
 def _openai_segment(segment: Segment) -> dict[str, Any]:
-    # We keep no tokens or decoding statistics; neutral values keep OpenAI clients' parsers happy.
     return {
         "id": segment.id,
         "seek": to_milliseconds(segment.start) // 10,  # Whisper counts seek in 10 ms mel frames
         "start": segment.start,
         "end": segment.end,
         "text": segment.text,
-        "tokens": [],
-        "temperature": 0.0,
-        "avg_logprob": 0.0,
-        "compression_ratio": 0.0,
-        "no_speech_prob": 0.0,
+        "tokens": list(segment.tokens),
+        "temperature": segment.temperature,
+        "avg_logprob": round(segment.avg_logprob, 6),
+        "compression_ratio": round(segment.compression_ratio, 6),
+        "no_speech_prob": round(segment.no_speech_prob, 6),
     }
 
 

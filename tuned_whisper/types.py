@@ -26,6 +26,16 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    tokens: tuple[int, ...] = ()
+    """The segment's text tokens (Whisper's vocabulary)."""
+    avg_logprob: float = 0.0
+    """Average log-probability of the tokens of the decode this segment came from."""
+    compression_ratio: float = 0.0
+    """gzip compression ratio of that decode's text (high: repetition)."""
+    no_speech_prob: float = 0.0
+    """Probability of `<|nospeech|>` at the start of that decode."""
+    temperature: float = 0.0
+    """The temperature that decode was made at (above 0 after a fallback)."""
 
 
 @dataclass(frozen=True)

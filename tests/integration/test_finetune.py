@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import IVR_EN
 from tuned_whisper.evaluation import score
 
 pytestmark = pytest.mark.slow
-TRAIN = SHARED_DATA / "ivr-en" / "train"
+TRAIN = IVR_EN / "train"
 # Prompts in the domain's house style ("*", "#", numerals, "3D") that the base model writes differently.
 HOUSE_STYLE = [
     "both_help.flac",
@@ -81,9 +81,13 @@ def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
 ) -> None:
     from finetune.merge import main as merge
     from tuned_whisper.audio import decode_audio
-    from tuned_whisper.config import EngineSettings
-    from tuned_whisper.engine.transformers_engine import TransformersTranscriber
+    from tuned_whisper.config import EngineSettings, Settings
+    from tuned_whisper.engine import load_transcriber
     from tuned_whisper.types import TranscribeOptions
+
+    def engine_for(checkpoint: Path, backend: str, adapter: Path | None = None) -> object:
+        engine = EngineSettings(device="cpu", backend=backend, ct2_cache_dir=tmp_path / "ct2")
+        return load_transcriber(Settings(checkpoint=checkpoint, adapter=adapter, engine=engine))
 
     merged = tmp_path / "checkpoint-ivr"
     assert merge(["--adapter", overfit_run["adapter"], "--output", str(merged)]) == 0
@@ -92,7 +96,7 @@ def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
     assert provenance["extra"]["metrics"]["wer"] == overfit_run["best"]["wer"]
     assert "| before |" in (merged / "README.md").read_text()
 
-    engine = TransformersTranscriber(merged, EngineSettings(device="cpu"))
+    engine = engine_for(merged, "transformers")
     references = {
         line.split(",", 1)[0]: line.split(",", 1)[1].rsplit(",en,", 1)[0].strip('"')
         for line in (TRAIN / "metadata.csv").read_text().splitlines()[1:]
@@ -103,12 +107,19 @@ def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
     assert rates.wer < overfit_run["before"]["wer"] / 2
 
     # The adapter served on top of its base checkpoint is the same model as the merged checkpoint.
-    adapted = TransformersTranscriber(
-        overfit_run["base_checkpoint"], EngineSettings(device="cpu"), Path(overfit_run["adapter"])
-    )
+    adapted = engine_for(Path(overfit_run["base_checkpoint"]), "transformers", Path(overfit_run["adapter"]))
     assert adapted.info.adapter == overfit_run["adapter"]
     clip = HOUSE_STYLE[0]
     assert adapted.transcribe(decode_audio(TRAIN / clip), options).text == merged_texts[clip]
+
+    # The fast backend exports the fine-tune (merged, or base + adapter merged on the fly): same style.
+    for fast in (
+        engine_for(merged, "ctranslate2"),
+        engine_for(Path(overfit_run["base_checkpoint"]), "ctranslate2", Path(overfit_run["adapter"])),
+    ):
+        assert fast.info.backend == "ctranslate2"
+        texts = [fast.transcribe(decode_audio(TRAIN / name), options).text for name in HOUSE_STYLE]
+        assert score([references[n] for n in HOUSE_STYLE], texts).wer < overfit_run["before"]["wer"] / 2
 
 
 def test_the_same_run_scales_out_on_ray_train_workers(tmp_path: Path, checkpoint_dir: Path) -> None:

@@ -70,13 +70,17 @@ class FakeBackend:
 
     def __init__(self) -> None:
         self.calls: list[TranscribeOptions] = []
+        self.callers: list[str] = []
         self.is_ready = True
         self.fail = False
 
-    async def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: object = None, *, caller: str = ""
+    ) -> Transcript:
         if self.fail:
             raise RuntimeError("the model fell over")
         self.calls.append(options)
+        self.callers.append(caller)
         return Transcript(TRANSCRIPT.text, "en", TRANSCRIPT.duration, TRANSCRIPT.segments, options.task)
 
     def model_card(self) -> dict[str, Any]:
@@ -454,3 +458,17 @@ def test_engine_backend_card_names_the_checkpoint_and_its_provenance(checkpoint:
     assert card["created"] == 1767323045
     assert card["provenance"]["model"] == "openai/whisper-base"
     assert card["owned_by"] == "tuned-whisper"
+
+
+async def test_each_request_is_its_own_caller_without_keys_and_one_key_is_one_caller() -> None:
+    """Packing shares windows only within a caller: without keys a request, with keys the key."""
+    anonymous = FakeBackend()
+    async with client_for(anonymous) as client:
+        for _ in range(2):
+            assert (await transcribe(client)).status_code == 200
+    assert len(set(anonymous.callers)) == 2
+    keyed = FakeBackend()
+    async with client_for(keyed, api_key=KEY) as client:
+        for _ in range(2):
+            assert (await transcribe(client, headers={"Authorization": f"Bearer {KEY}"})).status_code == 200
+    assert len(set(keyed.callers)) == 1 and KEY not in keyed.callers[0]

@@ -1,12 +1,50 @@
-"""Transcription engines behind one protocol; callers use `load_transcriber` and `Transcriber`."""
+"""Transcription engines: backends behind `WindowDecoder`, the long-form path, and `load_transcriber`."""
 
-from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
+from __future__ import annotations
 
-__all__ = ["ModelInfo", "ProgressCallback", "Transcriber", "load_transcriber"]
+from typing import TYPE_CHECKING
+
+from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber, WindowDecoder
+
+if TYPE_CHECKING:
+    from tuned_whisper.config import Settings
+    from tuned_whisper.engine.local import Engine
+
+__all__ = [
+    "ModelInfo",
+    "ProgressCallback",
+    "Transcriber",
+    "WindowDecoder",
+    "load_decoder",
+    "load_transcriber",
+]
 
 
-def load_transcriber(settings: object) -> Transcriber:
-    """The Transformers pipeline engine over `settings.checkpoint` (the only backend so far)."""
-    from tuned_whisper.engine.transformers_engine import TransformersTranscriber
+def resolve_backend(requested: str, device: str) -> str:
+    """`auto`: CTranslate2 on CPU; on CUDA the Transformers backend (fp16) until a GPU run says otherwise."""
+    if requested != "auto":
+        return requested
+    if device == "cpu":
+        return "ctranslate2"
+    from tuned_whisper.engine.transformers_engine import resolve_device
 
-    return TransformersTranscriber.from_settings(settings)  # type: ignore[arg-type]
+    return "transformers" if resolve_device(device) == "cuda" else "ctranslate2"
+
+
+def load_decoder(settings: Settings) -> WindowDecoder:
+    """The backend `settings.engine.backend` names, over `settings.checkpoint` (and adapter)."""
+    engine = settings.engine
+    if resolve_backend(engine.backend, engine.device) == "ctranslate2":
+        from tuned_whisper.engine.ctranslate2_engine import CTranslate2Decoder
+
+        return CTranslate2Decoder(settings.checkpoint, engine, settings.adapter)
+    from tuned_whisper.engine.transformers_engine import TransformersDecoder
+
+    return TransformersDecoder(settings.checkpoint, engine, settings.adapter)
+
+
+def load_transcriber(settings: Settings) -> Engine:
+    """A whole-file `Transcriber` over the configured backend."""
+    from tuned_whisper.engine.local import Engine
+
+    return Engine(load_decoder(settings), settings.engine)

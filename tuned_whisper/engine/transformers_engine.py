@@ -1,8 +1,8 @@
-"""The Transformers engine: `pipeline("automatic-speech-recognition")` over a HF Whisper checkpoint.
+"""The card's backend: a Transformers `pipeline("automatic-speech-recognition")` over a HF checkpoint.
 
-Long audio is decoded in 30 s windows with overlapping strides (`engine/windows.py`) and timestamps on:
-without timestamps Whisper may end a window after one token and the merge then drops it whole. Windows go
-through the pipeline's `forward` in batches; requests that decode alike share batches.
+Each batch of windows runs the encoder once; the first decoder step gives the language and the
+no-speech probability, `generate` the timestamped tokens, and one teacher-forced pass their
+log-probabilities. CUDA fp16 when a GPU is there, else CPU fp32.
 """
 
 from __future__ import annotations
@@ -19,34 +19,52 @@ import numpy as np
 
 from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.checkpoint import CheckpointError, is_checkpoint
-from tuned_whisper.engine.base import ModelInfo, ProgressCallback
-from tuned_whisper.engine.segments import segments_from_chunks, segments_from_words
-from tuned_whisper.engine.windows import Window, WindowOutput, merge_windows, split_windows
-from tuned_whisper.languages import language_code
-from tuned_whisper.types import TranscribeOptions, Transcript
+from tuned_whisper.engine.base import ModelInfo, Vocabulary
+from tuned_whisper.engine.quality import compression_ratio
+from tuned_whisper.engine.windows import Decoded
+from tuned_whisper.types import TranscribeOptions
 
 if TYPE_CHECKING:
-    from tuned_whisper.config import EngineSettings, Settings
+    import torch
 
-_PROMPT_RESERVE = 4  # <|startoftranscript|> <|lang|> <|task|> and one timestamp token
+    from tuned_whisper.config import EngineSettings
+
+SEED = 0
+PROMPT_RESERVE = 4  # <|startoftranscript|> <|lang|> <|task|> and one timestamp token
 
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def resolve_device(requested: str) -> str:
+def cuda_available() -> bool:
     import torch
 
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str) -> str:
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
+        return "cuda" if cuda_available() else "cpu"
+    if requested == "cuda" and not cuda_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
     return requested
 
 
-class TransformersTranscriber:
-    """Whisper through the Transformers ASR pipeline; CUDA fp16 when a GPU is there, else CPU fp32."""
+def vocabulary(tokenizer: Any) -> Vocabulary:
+    return Vocabulary(eot=tokenizer.eos_token_id, timestamp_begin=tokenizer.convert_tokens_to_ids("<|0.00|>"))
+
+
+def no_speech_id(tokenizer: Any) -> int:
+    for token in ("<|nocaptions|>", "<|nospeech|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id != tokenizer.unk_token_id:
+            return int(token_id)
+    raise CheckpointError("the tokenizer has no <|nocaptions|> / <|nospeech|> token")
+
+
+class TransformersDecoder:
+    """Whisper through the Transformers ASR pipeline's model, tokenizer and feature extractor."""
 
     def __init__(self, checkpoint: str | Path, engine: EngineSettings, adapter: Path | None = None) -> None:
         import torch
@@ -56,7 +74,7 @@ class TransformersTranscriber:
             raise CheckpointError(
                 f"no Whisper checkpoint in '{checkpoint}'; build one with `tuned-whisper checkpoint build`"
             )
-        hf_logging.set_verbosity_error()  # the pipeline warns on every chunked call
+        hf_logging.set_verbosity_error()
         device = resolve_device(engine.device)
         dtype = torch.float16 if device == "cuda" else torch.float32
         if device == "cpu":
@@ -65,19 +83,19 @@ class TransformersTranscriber:
         self.pipe = self._pipeline(checkpoint, adapter, dtype, device)
         self.model = self.pipe.model.eval()
         self.tokenizer = self.pipe.tokenizer
-        self.stride_s = (
-            engine.stride_length_s if engine.stride_length_s is not None else engine.chunk_length_s / 6
-        )
+        self.vocab = vocabulary(self.tokenizer)
+        self.no_speech = no_speech_id(self.tokenizer)
         generation = self.model.generation_config
         self.is_multilingual = bool(getattr(generation, "is_multilingual", False))
+        self.languages = list(getattr(generation, "lang_to_id", {}) or {})
         self.info = ModelInfo(
             checkpoint=str(checkpoint),
             device=device,
             dtype=str(dtype).removeprefix("torch."),
             is_multilingual=self.is_multilingual,
             adapter=str(adapter) if adapter else None,
+            backend="transformers",
         )
-        self._progress: tuple[ProgressCallback, int] | None = None
 
     @staticmethod
     def _pipeline(checkpoint: str | Path, adapter: Path | None, dtype: Any, device: str) -> Any:
@@ -97,44 +115,142 @@ class TransformersTranscriber:
             device=device,
         )
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TransformersTranscriber:
-        return cls(settings.checkpoint, settings.engine, settings.adapter)
+    def _encode(self, windows: Sequence[np.ndarray]) -> Any:
+        """Encoder states of windows padded to 30 s (no attention mask: Whisper's short-form decode)."""
+        features = self.pipe.feature_extractor(
+            [np.asarray(w, dtype=np.float32) for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        )
+        inputs = features.input_features.to(self.model.device, self.model.dtype)
+        return self.model.get_encoder()(inputs)
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        """The most likely language of the first 30 s and its probability."""
-        return self.detect_languages([audio])[0]
-
-    def detect_languages(self, audios: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """Language and probability for each audio, from its first 30 s, in one forward pass."""
+    def _first_step(self, encoded: Any) -> torch.Tensor:
+        """Log-probabilities after `<|startoftranscript|>`: languages and no-speech."""
         import torch
 
-        if not self.is_multilingual or not audios:
-            return [("en", 1.0)] * len(audios)
-        generation = self.model.generation_config
-        heads = [audio[: 30 * SAMPLE_RATE] for audio in audios]
-        features = self.pipe.feature_extractor(
-            heads, sampling_rate=SAMPLE_RATE, return_tensors="pt"
-        ).input_features
-        features = features.to(self.model.device, self.model.dtype)
-        start = torch.full((len(audios), 1), generation.decoder_start_token_id, device=self.model.device)
-        with torch.inference_mode():
-            logits = self.model(input_features=features, decoder_input_ids=start).logits[:, -1]
-        tokens = list(generation.lang_to_id)
-        ids = torch.tensor([generation.lang_to_id[t] for t in tokens], device=logits.device)
-        probs = torch.softmax(logits[:, ids].float(), dim=-1)
-        best = torch.argmax(probs, dim=-1).tolist()
-        return [(tokens[b].strip("<|>"), float(probs[i, b])) for i, b in enumerate(best)]
+        batch = encoded.last_hidden_state.shape[0]
+        start = torch.full(
+            (batch, 1), self.model.generation_config.decoder_start_token_id, device=self.model.device
+        )
+        logits = self.model(encoder_outputs=encoded, decoder_input_ids=start).logits[:, -1]
+        return torch.log_softmax(logits.float(), dim=-1)
 
-    def _generate_kwargs(self, options: TranscribeOptions, language: str) -> dict[str, Any]:
+    def _languages(self, first: torch.Tensor) -> list[tuple[str, float]]:
+        import torch
+
+        if not self.is_multilingual:
+            return [("en", 1.0)] * first.shape[0]
+        ids = torch.tensor([self.tokenizer.convert_tokens_to_ids(t) for t in self.languages])
+        probs = torch.softmax(first[:, ids.to(first.device)], dim=-1)
+        best = torch.argmax(probs, dim=-1).tolist()
+        return [(self.languages[b].strip("<|>"), float(probs[i, b])) for i, b in enumerate(best)]
+
+    def detect_languages(self, heads: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        import torch
+
+        if not heads:
+            return []
+        with torch.inference_mode():
+            encoded = self._encode([h[: 30 * SAMPLE_RATE] for h in heads])
+            return self._languages(self._first_step(encoded))
+
+    def decode(
+        self,
+        windows: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        options: TranscribeOptions,
+        temperature: float,
+    ) -> list[Decoded]:
+        import torch
+
+        if not windows:
+            return []
+        with torch.inference_mode():
+            encoded = self._encode(windows)
+            first = self._first_step(encoded)
+            detected = self._languages(first)
+            chosen = [lang or detected[i][0] for i, lang in enumerate(languages)]
+            kwargs = self._generate_kwargs(options, chosen, temperature)
+            if temperature > 0:
+                torch.manual_seed(SEED)  # a fallback decodes the same way every time
+            generated = self.model.generate(encoder_outputs=encoded, **kwargs)
+            if options.word_timestamps:
+                tokens, times = generated["sequences"], generated["token_timestamps"]
+            else:
+                tokens, times = generated, None
+            spans = [self._span(row) for row in tokens.tolist()]
+            rows = [row[span] for row, span in zip(tokens.tolist(), spans, strict=True)]
+            logprobs = self._avg_logprobs(encoded, rows, kwargs)
+        no_speech = first[:, self.no_speech].exp().tolist()
+        return [
+            Decoded(
+                tokens=np.asarray(row, dtype=np.int64),
+                avg_logprob=logprobs[i],
+                no_speech_prob=float(no_speech[i]),
+                temperature=temperature,
+                language=chosen[i],
+                compression_ratio=compression_ratio(self.tokenizer.decode(row, skip_special_tokens=True)),
+                token_timestamps=None if times is None else times[i][spans[i]].float().cpu().numpy(),
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    def _span(self, row: list[int]) -> slice:
+        """Where the generated ids are: after the forced start tokens, before the first end-of-text."""
+        eot, first_timestamp = self.vocab.eot, self.vocab.timestamp_begin
+        start = 0
+        while start < len(row) and eot < row[start] < first_timestamp:
+            start += 1
+        end = row.index(eot, start) if eot in row[start:] else len(row)
+        return slice(start, end)
+
+    def _prefix(self, language: str, kwargs: dict[str, Any]) -> list[int]:
+        """The decoder's forced start: previous-text prompt, then start, language and task tokens."""
+        tokenizer = self.tokenizer
+        prefix: list[int] = []
+        if "prompt_ids" in kwargs:
+            prefix += [int(t) for t in kwargs["prompt_ids"].tolist()]
+        prefix.append(self.model.generation_config.decoder_start_token_id)
+        if self.is_multilingual:
+            prefix.append(tokenizer.convert_tokens_to_ids(f"<|{language}|>"))
+            prefix.append(tokenizer.convert_tokens_to_ids(f"<|{kwargs.get('task', 'transcribe')}|>"))
+        return prefix
+
+    def _avg_logprobs(self, encoded: Any, rows: list[list[int]], kwargs: dict[str, Any]) -> list[float]:
+        """Average log-probability of each row's tokens and its end-of-text, teacher-forced."""
+        import torch
+
+        languages = kwargs.get("language") or ["en"] * len(rows)
+        prefixes = [self._prefix(lang, kwargs) for lang in languages]
+        sequences = [p + r + [self.vocab.eot] for p, r in zip(prefixes, rows, strict=True)]
+        width = max(len(s) for s in sequences)
+        padded = torch.full((len(rows), width), self.vocab.eot, dtype=torch.long, device=self.model.device)
+        for i, sequence in enumerate(sequences):
+            padded[i, : len(sequence)] = torch.tensor(sequence)
+        logits = self.model(encoder_outputs=encoded, decoder_input_ids=padded).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        averages = []
+        for i, (prefix, row) in enumerate(zip(prefixes, rows, strict=True)):
+            targets = torch.tensor([*row, self.vocab.eot], device=logits.device)
+            positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(targets), device=logits.device)
+            total = logprobs[i, positions, targets].sum().item()
+            averages.append(total / (len(row) + 1))
+        return averages
+
+    def _generate_kwargs(
+        self, options: TranscribeOptions, languages: list[str], temperature: float
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "num_beams": self.settings.num_beams,
             "max_new_tokens": self.settings.max_new_tokens,
+            "return_timestamps": True,
+            "force_unique_generate_call": True,  # one pass per window: the long-form loop is ours
         }
+        if options.word_timestamps:
+            kwargs.update(return_token_timestamps=True, return_segments=True)
         if self.is_multilingual:
-            kwargs.update(language=language, task=options.task)
-        if options.temperature > 0:
-            kwargs.update(do_sample=True, temperature=options.temperature)
+            kwargs.update(language=languages, task=options.task)
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature)
         else:
             kwargs["do_sample"] = False
         if options.initial_prompt:
@@ -144,109 +260,6 @@ class TransformersTranscriber:
             )  # Whisper keeps prompts to half the context
             prompt_ids = prompt_ids[-room:].to(self.model.device)
             kwargs["prompt_ids"] = prompt_ids
-            budget = self.model.config.max_target_positions - len(prompt_ids) - _PROMPT_RESERVE
+            budget = self.model.config.max_target_positions - len(prompt_ids) - PROMPT_RESERVE
             kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], budget)
         return kwargs
-
-    def decode_windows(
-        self, windows: Sequence[Window], options: TranscribeOptions, language: str
-    ) -> list[WindowOutput]:
-        """Decode windows that share options, `batch_size` at a time, in order."""
-        outputs: list[WindowOutput] = []
-        for start in range(0, len(windows), self.settings.batch_size):
-            batch = windows[start : start + self.settings.batch_size]
-            outputs.extend(self._decode_batch(batch, options, language))
-            if self._progress is not None:
-                callback, total = self._progress
-                callback(min(1.0, len(outputs) / total))
-        return outputs
-
-    def _decode_batch(
-        self, windows: Sequence[Window], options: TranscribeOptions, language: str
-    ) -> list[WindowOutput]:
-        features = self.pipe.feature_extractor(
-            [w.samples for w in windows],
-            sampling_rate=SAMPLE_RATE,
-            return_tensors="pt",
-            return_attention_mask=True,
-        )
-        model_inputs = {
-            "input_features": features.input_features.to(self.model.dtype),
-            "attention_mask": features.attention_mask,
-            "stride": [w.stride for w in windows],
-            "is_last": [w.stride[2] == 0 for w in windows],
-        }
-        result = self.pipe.forward(
-            model_inputs,
-            return_timestamps="word" if options.word_timestamps else True,
-            **self._generate_kwargs(options, language),
-        )
-        times = result.get("token_timestamps")
-        return [
-            WindowOutput(
-                tokens=result["tokens"][i].numpy(),
-                stride=window.stride,
-                token_timestamps=None if times is None else times[i].float().numpy(),
-            )
-            for i, window in enumerate(windows)
-        ]
-
-    def _resolve_language(self, audio: np.ndarray, options: TranscribeOptions) -> str:
-        if options.language:
-            return language_code(options.language)
-        return self.detect_language(audio)[0]
-
-    def split(self, audio: np.ndarray) -> list[Window]:
-        """The 30 s windows (with strides) this engine decodes `audio` in."""
-        return split_windows(audio, self.settings.chunk_length_s, self.stride_s)
-
-    def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
-    ) -> Transcript:
-        language = self._resolve_language(audio, options)
-        windows = self.split(audio)
-        self._progress = None if progress is None else (progress, len(windows))
-        try:
-            outputs = self.decode_windows(windows, options, language)
-        finally:
-            self._progress = None
-        return self.merge(outputs, len(audio), options, language)
-
-    def transcribe_many(self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]]) -> list[Transcript]:
-        """Transcribe several requests; windows of requests that decode alike share forward passes."""
-        unknown = [i for i, (_, options) in enumerate(requests) if not options.language]
-        detected = dict(zip(unknown, self.detect_languages([requests[i][0] for i in unknown]), strict=True))
-        groups: dict[tuple[TranscribeOptions, str], list[int]] = {}
-        for i, (_, options) in enumerate(requests):
-            language = language_code(options.language) if options.language else detected[i][0]
-            groups.setdefault((options, language), []).append(i)
-        results: dict[int, Transcript] = {}
-        for (options, language), indices in groups.items():
-            windows = {i: self.split(requests[i][0]) for i in indices}
-            decoded = iter(self.decode_windows([w for i in indices for w in windows[i]], options, language))
-            for i in indices:
-                mine = [next(decoded) for _ in windows[i]]
-                results[i] = self.merge(mine, len(requests[i][0]), options, language)
-        return [results[i] for i in range(len(requests))]
-
-    def merge(
-        self, outputs: Sequence[WindowOutput], n_samples: int, options: TranscribeOptions, language: str
-    ) -> Transcript:
-        """One request's decoded windows as a `Transcript`."""
-        return build_transcript(self.tokenizer, outputs, n_samples, options, language)
-
-
-def build_transcript(
-    tokenizer: Any, outputs: Sequence[WindowOutput], n_samples: int, options: TranscribeOptions, language: str
-) -> Transcript:
-    """Merge decoded windows into a `Transcript`; needs only the tokenizer, not the model."""
-    text, chunks = merge_windows(tokenizer, outputs, word_timestamps=options.word_timestamps)
-    duration = n_samples / SAMPLE_RATE
-    segments = (
-        segments_from_words(chunks, duration)
-        if options.word_timestamps
-        else segments_from_chunks(chunks, duration)
-    )
-    return Transcript(
-        text=text.strip(), language=language, duration=duration, segments=segments, task=options.task
-    )

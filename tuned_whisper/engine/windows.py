@@ -17,23 +17,37 @@ import numpy as np
 from tuned_whisper.audio import SAMPLE_RATE
 
 TIME_PRECISION_S = 0.02  # one Whisper timestamp token: 30 s over 1,500 encoder positions
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
 class Window:
-    """Up to 30 s of audio and its stride in samples: (length, overlap on the left, overlap on the right)."""
+    """Up to 30 s of audio, its start (samples) and stride: (length, left overlap, right overlap)."""
 
     samples: np.ndarray
     stride: tuple[int, int, int]
+    offset: int = 0
+
+    @property
+    def core(self) -> tuple[float, float]:
+        """The span in seconds this window alone answers for (its overlaps belong to its neighbours too)."""
+        length, left, right = self.stride
+        return (self.offset + left) / SAMPLE_RATE, (self.offset + length - right) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
-class WindowOutput:
-    """What the model produced for one window: token ids and, for word timestamps, a time per token."""
+class Decoded:
+    """What the model made of one window: generated tokens (timestamps included, no prompt, no
+    end-of-text) and Whisper's quality signals for that decode."""
 
     tokens: np.ndarray
-    stride: tuple[int, int, int]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    language: str
+    compression_ratio: float = 0.0
     token_timestamps: np.ndarray | None = None
+    """Seconds from the window's start for each token, when word timestamps were asked for."""
 
 
 def split_windows(audio: np.ndarray, chunk_s: float, stride_s: float) -> list[Window]:
@@ -49,25 +63,30 @@ def split_windows(audio: np.ndarray, chunk_s: float, stride_s: float) -> list[Wi
         is_last = start + chunk >= len(audio)
         left = 0 if start == 0 else stride
         if len(samples) > left or not windows:
-            windows.append(Window(samples=samples, stride=(len(samples), left, 0 if is_last else stride)))
+            windows.append(
+                Window(samples=samples, stride=(len(samples), left, 0 if is_last else stride), offset=start)
+            )
         if is_last:
             break
     return windows
 
 
 def merge_windows(
-    tokenizer: Any, outputs: Sequence[WindowOutput], *, word_timestamps: bool
+    tokenizer: Any, parts: Sequence[tuple[Window, Decoded]], *, word_timestamps: bool
 ) -> tuple[str, list[dict[str, Any]]]:
     """Stitch decoded windows into (text, chunks), chunks as the pipeline returns them."""
     model_outputs = []
-    for output in outputs:
-        length, left, right = output.stride
+    for window, decoded in parts:
+        length, left, right = window.stride
         item: dict[str, Any] = {
-            "tokens": output.tokens[np.newaxis, :],
+            "tokens": np.asarray(decoded.tokens, dtype=np.int64)[np.newaxis, :],
             "stride": (length / SAMPLE_RATE, left / SAMPLE_RATE, right / SAMPLE_RATE),
         }
-        if word_timestamps and output.token_timestamps is not None:
-            item["token_timestamps"] = output.token_timestamps[np.newaxis, :]
+        if word_timestamps:
+            times = decoded.token_timestamps
+            if times is None or len(times) != len(decoded.tokens):
+                times = np.zeros(len(decoded.tokens), dtype=np.float32)
+            item["token_timestamps"] = np.asarray(times, dtype=np.float32)[np.newaxis, :]
         model_outputs.append(item)
     text, optional = tokenizer._decode_asr(
         model_outputs,

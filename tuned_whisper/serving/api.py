@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import logging
 import secrets
@@ -53,8 +54,15 @@ class TranscribeBackend(Protocol):
     """
 
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
-    ) -> Transcript: ...
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        caller: str = "",
+    ) -> Transcript:
+        """`caller` names who sent the audio (an API key's digest): only one caller's clips share a window."""
+        ...
 
     def model_card(self) -> dict[str, Any]:
         """OpenAI model object fields: `id`, `created` (unix seconds), `owned_by`, plus `provenance`."""
@@ -70,7 +78,12 @@ class EngineBackend:
         self._card: dict[str, Any] | None = None
 
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        caller: str = "",
     ) -> Transcript:
         """Transcribe off the event loop; a threading lock (not an asyncio one) works from any loop."""
         return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options, progress)
@@ -144,6 +157,14 @@ def _api_key_check(api_key: str) -> Callable[..., Awaitable[None]]:
     return check
 
 
+def caller_id(request: Request, settings: ApiSettings) -> str:
+    """Who is asking: a digest of the API key when keys are on, else this request alone."""
+    authorization = request.headers.get("authorization", "")
+    if settings.api_key and authorization:
+        return "key-" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
+    return f"request-{request_id(request)}"
+
+
 def _render(transcript: Transcript, response_format: ResponseFormat) -> Response:
     fmt = "txt" if response_format == "text" else response_format
     media_type = MEDIA_TYPES[fmt]
@@ -170,7 +191,7 @@ async def _handle_audio(
         await form.close()
     audio = await _decode(upload, settings.max_audio_s)
     started = time.perf_counter()
-    transcript = await backend.transcribe(audio, upload.options)
+    transcript = await backend.transcribe(audio, upload.options, caller=caller_id(request, settings))
     log.info(
         "request_id=%s %s file=%r bytes=%d audio_s=%.1f format=%s language=%s took_s=%.2f",
         request_id(request),

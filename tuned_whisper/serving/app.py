@@ -58,9 +58,8 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
     )(GradioServer)
     engine = settings.engine.model_dump(mode="json")
     adapter = str(settings.adapter) if settings.adapter else None
-    return ingress.bind(
-        model.bind(str(settings.checkpoint), engine, adapter), settings.model_dump(mode="json")
-    )
+    bound = model.bind(str(settings.checkpoint), engine, adapter, s.pack_across_callers)
+    return ingress.bind(bound, settings.model_dump(mode="json"))
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,34 +22,44 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util import metrics
 
-from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.config import PROJECT_ROOT, Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
-from tuned_whisper.engine.transformers_engine import build_transcript
-from tuned_whisper.engine.windows import WindowOutput, split_windows
-from tuned_whisper.languages import language_code
+from tuned_whisper.engine.batching import WindowJob
+from tuned_whisper.engine.longform import LongForm
+from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
-from tuned_whisper.serving.model import WindowJob
 from tuned_whisper.types import TranscribeOptions, Transcript
 
 logger = logging.getLogger("tuned_whisper.ingress")
-EXAMPLES = (PROJECT_ROOT / "tests" / "data" / "jfk.flac", PROJECT_ROOT / "tests" / "data" / "german_tts.flac")
+EXAMPLES = tuple(
+    PROJECT_ROOT / "tuned_whisper" / "assets" / "examples" / name for name in ("jfk.flac", "german_tts.flac")
+)
 LATENCY_BOUNDARIES = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
 
 
+class RayRunner:
+    """The long-form path's `WindowRunner` over the `WhisperASR` deployment's batched `decode`."""
+
+    def __init__(self, model: DeploymentHandle) -> None:
+        self.model = model
+
+    async def decode(self, job: WindowJob) -> Decoded:
+        return await self.model.decode.remote(job)
+
+
 class RayBackend:
-    """The API's and UI's `TranscribeBackend` over the `WhisperASR` deployment."""
+    """The API's and UI's `TranscribeBackend`: the one long-form path, windows on the model replicas."""
 
     def __init__(self, model: DeploymentHandle, settings: Settings) -> None:
         from transformers import WhisperTokenizer
 
         self.model = model
         self.settings = settings
-        self.tokenizer = WhisperTokenizer.from_pretrained(str(settings.checkpoint))
-        engine = settings.engine
-        self.stride_s = (
-            engine.stride_length_s if engine.stride_length_s is not None else engine.chunk_length_s / 6
+        tokenizer = WhisperTokenizer.from_pretrained(str(settings.checkpoint))
+        self.longform = LongForm(
+            tokenizer, settings.engine, windows_in_flight=settings.serve.windows_in_flight
         )
+        self.runner = RayRunner(model)
         self._info: ModelInfo | None = None
         self.draining = False
         self._latency = metrics.Histogram(
@@ -69,33 +80,20 @@ class RayBackend:
         info = self._info or ModelInfo(str(self.settings.checkpoint), "replicas", "unknown", True)
         return checkpoint_card(info)
 
-    async def _language(self, audio: np.ndarray, options: TranscribeOptions) -> str:
-        if options.language:
-            return language_code(options.language)
-        language, _ = await self.model.detect.remote(audio[: 30 * SAMPLE_RATE])
-        return language
-
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        caller: str = "",
     ) -> Transcript:
-        """Send the request's windows to the model replicas, a bounded number at a time, and merge them."""
+        """The long-form path with the model replicas as its runner; `caller` scopes window packing."""
         started = time.perf_counter()
-        language = await self._language(audio, options)
-        windows = split_windows(audio, self.settings.engine.chunk_length_s, self.stride_s)
-        gate = asyncio.Semaphore(self.settings.serve.windows_in_flight)
-        done = 0
-
-        async def decode(job: WindowJob) -> WindowOutput:
-            nonlocal done
-            async with gate:
-                output = await self.model.decode.remote(job)
-            done += 1
-            if progress is not None:
-                progress(done / len(windows))
-            return output
-
-        outputs = await asyncio.gather(*(decode(WindowJob(w, options, language)) for w in windows))
-        transcript = build_transcript(self.tokenizer, outputs, len(audio), options, language)
+        caller = caller or f"anonymous-{uuid.uuid4().hex}"
+        transcript = await self.longform.transcribe(
+            audio, options, self.runner, caller=caller, progress=progress
+        )
         self._latency.observe(time.perf_counter() - started)
         self._audio.inc(transcript.duration)
         return transcript

@@ -1,0 +1,257 @@
+"""The one long-form path with a fake decoder: windows, language, fallback, silence, packing, callers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from tuned_whisper.config import EngineSettings
+from tuned_whisper.engine import packing
+from tuned_whisper.engine.base import ModelInfo, Vocabulary
+from tuned_whisper.engine.batching import Packing, WindowJob, decode_jobs
+from tuned_whisper.engine.local import Engine
+from tuned_whisper.engine.quality import DecodingRules, compression_ratio, decode_with_fallback
+from tuned_whisper.engine.windows import Decoded
+from tuned_whisper.types import TranscribeOptions
+
+RATE = 16000
+VOCAB = Vocabulary(eot=50257, timestamp_begin=50364)
+WORD = 1000  # the fake vocabulary: token WORD + k is the word "w<k>"
+
+
+class FakeTokenizer:
+    """Just enough of WhisperTokenizer for the merge: text tokens are words, timestamps are specials."""
+
+    all_special_ids: Sequence[int] = (50257,)
+
+    def decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return "".join(f" w{t - WORD}" for t in tokens if WORD <= t < VOCAB.eot)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [WORD + int(w[1:]) for w in text.split()]
+
+    def _decode_asr(self, outputs: list[dict], **_: object) -> tuple[str, dict]:
+        """Every window's segments in order, shifted by the window's start (the fake ignores overlaps)."""
+        chunks, offset, texts = [], 0.0, []
+        for output in outputs:
+            length, _left, right = output["stride"]
+            tokens = list(output["tokens"][0])
+            segments = packing.timed_segments(tokens, VOCAB) or []
+            for s in segments:
+                text = self.decode(s.text)
+                chunks.append({"text": text, "timestamp": (offset + s.start, offset + s.end)})
+                texts.append(text)
+            offset += length - 2 * right  # the next window starts a stride before this one ends
+        return "".join(texts), {"chunks": chunks}
+
+
+@dataclass
+class FakeDecoder:
+    """Says one word per second of non-silent audio; the 'quality' of a decode is scripted per call."""
+
+    info: ModelInfo = field(default_factory=lambda: ModelInfo("fake", "cpu", "none", True, backend="fake"))
+    vocab: Vocabulary = VOCAB
+    tokenizer: FakeTokenizer = field(default_factory=FakeTokenizer)
+    calls: list[tuple[int, float]] = field(default_factory=list)
+    logprob_at: dict[float, float] = field(default_factory=lambda: {0.0: -0.2})
+    no_speech: float = 0.01
+
+    def detect_languages(self, heads: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        return [("de", 0.9)] * len(heads)
+
+    def decode(
+        self,
+        windows: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        options: TranscribeOptions,
+        temperature: float,
+    ) -> list[Decoded]:
+        self.calls.append((len(windows), temperature))
+        return [self._one(w, lang, temperature) for w, lang in zip(windows, languages, strict=True)]
+
+    def _one(self, window: np.ndarray, language: str | None, temperature: float) -> Decoded:
+        tokens: list[int] = []
+        loud = np.flatnonzero(np.abs(window) > 0)
+        for second in sorted({int(i // RATE) for i in loud}):
+            tokens += [
+                VOCAB.timestamp(second),
+                WORD + int(abs(window[second * RATE + 1]) * 100),
+                VOCAB.timestamp(second + 1),
+            ]
+        return Decoded(
+            tokens=np.asarray(tokens, dtype=np.int64),
+            avg_logprob=self.logprob_at.get(temperature, -2.0),
+            no_speech_prob=self.no_speech,
+            temperature=temperature,
+            language=language or "de",
+            compression_ratio=1.2,
+        )
+
+
+def speech(seconds: int, word: int) -> np.ndarray:
+    """Audio the fake hears as `seconds` repetitions of word `word`."""
+    return np.full(seconds * RATE, word / 100, dtype=np.float32)
+
+
+def engine(decoder: FakeDecoder, **settings: object) -> Engine:
+    return Engine(decoder, EngineSettings(vad_filter=False, **settings))  # type: ignore[arg-type]
+
+
+def test_a_short_clip_is_one_window_with_the_signals_of_its_decode() -> None:
+    transcript = engine(FakeDecoder()).transcribe(speech(3, 7), TranscribeOptions(language="en"))
+    assert transcript.text == "w7 w7 w7"
+    assert [(s.start, s.end) for s in transcript.segments] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    assert {s.avg_logprob for s in transcript.segments} == {-0.2}
+    assert transcript.segments[0].tokens == (WORD + 7,)
+
+
+def test_an_unknown_language_is_found_by_the_first_window_and_kept_for_the_rest() -> None:
+    decoder = FakeDecoder()
+    transcript = engine(decoder).transcribe(speech(70, 3), TranscribeOptions())
+    assert transcript.language == "de"
+    assert decoder.calls[0] == (1, 0.0)  # the first window alone, then the others together
+    assert sum(n for n, _ in decoder.calls) == 3 and len(transcript.text.split()) >= 70
+
+
+def test_a_window_below_the_log_prob_threshold_is_decoded_again_hotter() -> None:
+    decoder = FakeDecoder(logprob_at={0.0: -1.5, 0.2: -1.2, 0.4: -0.5})
+    transcript = engine(decoder).transcribe(speech(2, 5), TranscribeOptions(language="en"))
+    assert [t for _, t in decoder.calls] == [0.0, 0.2, 0.4]
+    assert {s.temperature for s in transcript.segments} == {0.4}
+
+
+def test_when_every_temperature_fails_the_most_likely_decode_is_kept() -> None:
+    decoder = FakeDecoder(logprob_at={0.0: -1.5, 0.2: -1.1, 0.4: -3.0, 0.6: -3, 0.8: -3, 1.0: -3})
+    transcript = engine(decoder).transcribe(speech(2, 5), TranscribeOptions(language="en"))
+    assert len(decoder.calls) == 6 and {s.temperature for s in transcript.segments} == {0.2}
+
+
+def test_a_confident_no_speech_window_gives_no_text_and_no_fallback() -> None:
+    decoder = FakeDecoder(logprob_at={0.0: -1.5}, no_speech=0.9)
+    transcript = engine(decoder).transcribe(speech(4, 5), TranscribeOptions(language="en"))
+    assert transcript.text == "" and transcript.segments == ()
+    assert len(decoder.calls) == 1
+    # the same window with speech-like odds is not silence
+    decoder = FakeDecoder(logprob_at={0.0: -0.5}, no_speech=0.9)
+    assert engine(decoder).transcribe(speech(4, 5), TranscribeOptions(language="en")).text
+
+
+def test_compression_ratio_flags_repetition() -> None:
+    assert compression_ratio("the cat sat on the mat") < 2.4 < compression_ratio("thank you. " * 40)
+
+
+def test_a_request_temperature_starts_the_schedule_there() -> None:
+    rules = DecodingRules()
+    assert rules.schedule(TranscribeOptions(temperature=0.5)) == (0.5, 0.6, 0.8, 1.0)
+
+
+def test_short_clips_of_one_caller_share_a_window_and_get_their_own_words_back() -> None:
+    decoder = FakeDecoder()
+    jobs = [
+        WindowJob(speech(2, w), TranscribeOptions(), "en", caller="a", packable=True) for w in (11, 22, 33)
+    ]
+    results = decode_jobs(decoder, jobs, DecodingRules(), Packing(gap_s=3.0))
+    assert decoder.calls == [(1, 0.0)]  # three clips, one window
+    texts = [decoder.tokenizer.decode(r.tokens) for r in results]
+    assert texts == [" w11 w11", " w22 w22", " w33 w33"]
+    times = [
+        [(t - VOCAB.timestamp_begin) * 0.02 for t in r.tokens if t >= VOCAB.timestamp_begin] for r in results
+    ]
+    assert all(t == pytest.approx([0.0, 1.0, 1.0, 2.0]) for t in times)  # each timed from its own start
+
+
+def test_two_callers_never_share_a_window_unless_allowed() -> None:
+    decoder = FakeDecoder()
+    jobs = [
+        WindowJob(speech(2, w), TranscribeOptions(), "en", caller=c, packable=True)
+        for w, c in ((11, "a"), (22, "b"), (33, "a"))
+    ]
+    report_packs: list[tuple[str, ...]] = []
+    from tuned_whisper.engine.batching import BatchReport
+
+    report = BatchReport()
+    decode_jobs(decoder, jobs, DecodingRules(), Packing(), report)
+    assert report.packs == [("a", "a")] and decoder.calls == [(2, 0.0)]
+    report = BatchReport()
+    decode_jobs(FakeDecoder(), jobs, DecodingRules(), Packing(across_callers=True), report)
+    report_packs = report.packs or []
+    assert report_packs == [("a", "b", "a")]
+
+
+def test_a_segment_across_two_clips_sends_both_back_to_be_decoded_alone() -> None:
+    clips = [speech(2, 11), speech(2, 22)]
+    pack = packing.build([0, 1], clips, gap=3 * RATE)
+    # a decode that runs one segment from the first clip into the second: in doubt
+    crossing = Decoded(
+        tokens=np.asarray([VOCAB.timestamp(0.0), WORD, VOCAB.timestamp(6.0)]),
+        avg_logprob=-0.1,
+        no_speech_prob=0.0,
+        temperature=0.0,
+        language="en",
+    )
+    assert packing.unpack(pack, crossing, VOCAB, 3 * RATE) == [None, None]
+    # an unfinished last segment is doubt too
+    open_end = dataclasses_replace(crossing, tokens=np.asarray([VOCAB.timestamp(0.0), WORD]))
+    assert packing.unpack(pack, open_end, VOCAB, 3 * RATE) == [None, None]
+
+
+def dataclasses_replace(decoded: Decoded, **changes: object) -> Decoded:
+    import dataclasses
+
+    return dataclasses.replace(decoded, **changes)  # type: ignore[arg-type]
+
+
+def test_a_doubtful_pack_is_decoded_clip_by_clip() -> None:
+    decoder = FakeDecoder()
+    jobs = [WindowJob(speech(2, w), TranscribeOptions(), "en", packable=True) for w in (11, 22)]
+    decoder.logprob_at = {0.0: -0.2}
+    original = decoder._one
+
+    def fail_packed(window: np.ndarray, language: str | None, temperature: float) -> Decoded:
+        decoded = original(window, language, temperature)
+        return dataclasses_replace(decoded, tokens=decoded.tokens[:-1]) if len(window) > 3 * RATE else decoded
+
+    decoder._one = fail_packed  # type: ignore[method-assign]
+    results = decode_jobs(decoder, jobs, DecodingRules(), Packing())
+    assert decoder.calls == [(1, 0.0), (2, 0.0)]
+    assert [decoder.tokenizer.decode(r.tokens) for r in results] == [" w11 w11", " w22 w22"]
+
+
+def test_packing_plans_fill_windows_in_order() -> None:
+    assert packing.plan([10 * RATE, 10 * RATE, 10 * RATE, 2 * RATE], gap=3 * RATE) == [[0, 1, 3], [2]]
+
+
+def test_fallback_keeps_the_first_decodes_it_is_given() -> None:
+    decoder = FakeDecoder()
+    given = decoder._one(speech(1, 4), "en", 0.0)
+    out = decode_with_fallback(decoder, [speech(1, 4)], ["en"], TranscribeOptions(), DecodingRules(), [given])
+    assert out == [given] and decoder.calls == []
+
+
+def test_requests_decoded_together_share_batches_in_process() -> None:
+    decoder = FakeDecoder()
+    results = engine(decoder, batch_size=8, pack_short_audio=False).transcribe_many(
+        [(speech(2, w), TranscribeOptions(language="en")) for w in (1, 2, 3)]
+    )
+    assert [r.text for r in results] == ["w1 w1", "w2 w2", "w3 w3"]
+    assert decoder.calls == [(3, 0.0)]
+
+
+def test_silence_is_not_decoded_when_the_vad_hears_nothing() -> None:
+    decoder = FakeDecoder()
+    transcript = Engine(decoder, EngineSettings()).transcribe(
+        np.zeros(30 * RATE, np.float32), TranscribeOptions()
+    )
+    assert transcript.text == "" and decoder.calls == [] and transcript.duration == 30.0
+
+
+def test_runner_errors_reach_every_request_of_the_batch() -> None:
+    class Broken(FakeDecoder):
+        def decode(self, *args: object, **kwargs: object) -> list[Decoded]:
+            raise RuntimeError("model fell over")
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        engine(Broken()).transcribe_many([(speech(1, 1), TranscribeOptions(language="en"))] * 2)

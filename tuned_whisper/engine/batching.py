@@ -1,0 +1,131 @@
+"""One batch of window jobs from any requests → decodes: grouped by options, short clips packed per
+caller, Whisper's fallback rules applied. The model replica and the in-process runner both call it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.engine import packing
+from tuned_whisper.engine.base import WindowDecoder
+from tuned_whisper.engine.quality import DecodingRules, decode_with_fallback
+from tuned_whisper.engine.windows import Decoded
+from tuned_whisper.types import TranscribeOptions
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """One window of one request, with how that request wants it decoded."""
+
+    samples: np.ndarray
+    options: TranscribeOptions
+    language: str | None
+    caller: str = ""
+    """Who sent it: only one caller's clips share a packed window (unless packing across is allowed)."""
+    packable: bool = False
+    """The request's whole audio is this one short window."""
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How short clips are packed; `None` in place of it turns packing off."""
+
+    gap_s: float = 3.0
+    max_clip_s: float = 12.0
+    across_callers: bool = False
+
+
+@dataclass
+class BatchReport:
+    """What one call of `decode_jobs` did, for metrics and tests."""
+
+    windows: int = 0
+    packed_clips: int = 0
+    unpacked_again: int = 0
+    packs: list[tuple[str, ...]] | None = None
+    """The callers in each packed window."""
+
+
+def _pack_key(job: WindowJob, packing_: Packing) -> tuple[str | None, str]:
+    return job.language, "" if packing_.across_callers else job.caller
+
+
+def _packable(job: WindowJob, packing_: Packing | None) -> bool:
+    return (
+        packing_ is not None
+        and job.packable
+        and job.language is not None
+        and not job.options.word_timestamps
+        and len(job.samples) <= packing_.max_clip_s * SAMPLE_RATE
+    )
+
+
+def decode_jobs(
+    decoder: WindowDecoder,
+    jobs: Sequence[WindowJob],
+    rules: DecodingRules,
+    packing_: Packing | None = None,
+    report: BatchReport | None = None,
+) -> list[Decoded]:
+    """Decode every job; jobs that share options are decoded together."""
+    report = report if report is not None else BatchReport()
+    report.packs = report.packs or []
+    groups: dict[TranscribeOptions, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.options, []).append(i)
+    results: dict[int, Decoded] = {}
+    for options, indices in groups.items():
+        decoded = _decode_group(decoder, [jobs[i] for i in indices], options, rules, packing_, report)
+        results.update(zip(indices, decoded, strict=True))
+    return [results[i] for i in range(len(jobs))]
+
+
+def _decode_group(
+    decoder: WindowDecoder,
+    jobs: Sequence[WindowJob],
+    options: TranscribeOptions,
+    rules: DecodingRules,
+    packing_: Packing | None,
+    report: BatchReport,
+) -> list[Decoded]:
+    packs: list[packing.Pack] = []
+    if packing_ is not None:
+        gap = round(packing_.gap_s * SAMPLE_RATE)
+        by_key: dict[tuple[str | None, str], list[int]] = {}
+        for i, job in enumerate(jobs):
+            if _packable(job, packing_):
+                by_key.setdefault(_pack_key(job, packing_), []).append(i)
+        for members in by_key.values():
+            for group in packing.plan([len(jobs[i].samples) for i in members], gap):
+                if len(group) > 1:
+                    chosen = [members[g] for g in group]
+                    packs.append(packing.build(chosen, [j.samples for j in jobs], gap))
+    packed = {i for pack in packs for i in pack.members}
+    alone = [i for i in range(len(jobs)) if i not in packed]
+    windows = [jobs[i].samples for i in alone] + [pack.samples for pack in packs]
+    languages = [jobs[i].language for i in alone] + [jobs[pack.members[0]].language for pack in packs]
+    first_temperature = rules.schedule(options)[0]
+    first = decoder.decode(windows, languages, options, first_temperature) if windows else []
+    report.windows += len(windows)
+    attempts: dict[int, Decoded | None] = dict(zip(alone, first[: len(alone)], strict=True))
+    for pack, decoded in zip(packs, first[len(alone) :], strict=True):
+        report.packed_clips += len(pack.members)
+        report.packs.append(tuple(jobs[i].caller for i in pack.members))
+        trusted = not rules.needs_fallback(decoded) and not rules.is_silence(decoded)
+        shares = packing.unpack(pack, decoded, decoder.vocab, gap) if trusted else [None] * len(pack.members)
+        for i, share in zip(pack.members, shares, strict=True):
+            attempts[i] = share
+            report.unpacked_again += share is None
+    order = list(range(len(jobs)))
+    final = decode_with_fallback(
+        decoder,
+        [jobs[i].samples for i in order],
+        [jobs[i].language for i in order],
+        options,
+        rules,
+        first=[attempts.get(i) for i in order],
+    )
+    return final
