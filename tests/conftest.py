@@ -9,8 +9,8 @@ import pytest
 
 from tuned_whisper.config import PROJECT_ROOT, EngineSettings, Settings
 
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-IVR_DEV = SHARED_DATA / "ivr-en" / "dev"
+IVR_EN = PROJECT_ROOT / "data" / "ivr-en"  # shipped with the repository (CC-BY-SA-3.0, see its COPYRIGHT)
+IVR_DEV = IVR_EN / "dev"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,7 @@ def transcriber(settings: Settings) -> Iterator[object]:
 
 
 API_KEY = "sk-local-test"
+SECOND_KEY = "sk-local-second-caller"
 UPLOAD_LIMIT = 4 * 1024 * 1024  # every committed clip is under it
 MAX_AUDIO_S = 150.0
 
@@ -67,7 +68,12 @@ def served_app(checkpoint_dir: Path) -> Iterator[str]:
         checkpoint=checkpoint_dir,
         max_audio_s=MAX_AUDIO_S,
         engine=EngineSettings(device="cpu"),
-        api=ApiSettings(api_key=API_KEY, max_upload_bytes=UPLOAD_LIMIT, max_audio_s=MAX_AUDIO_S),
+        api=ApiSettings(
+            api_key=API_KEY,
+            extra_api_keys=(SECOND_KEY,),
+            max_upload_bytes=UPLOAD_LIMIT,
+            max_audio_s=MAX_AUDIO_S,
+        ),
         serve=ServeSettings(host="127.0.0.1", port=port, model_num_cpus=0.5, ingress_num_cpus=0.25),
     )
     start(settings)

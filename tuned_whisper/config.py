@@ -63,6 +63,8 @@ class ApiSettings(BaseModel):
     """Largest request body accepted (100 MiB); larger uploads get a 413 while they stream in."""
     api_key: str | None = Field(default=None, repr=False)
     """When set, every `/v1` request must send `Authorization: Bearer <api_key>`."""
+    extra_api_keys: tuple[str, ...] = Field(default=(), repr=False)
+    """More accepted keys, one per client (JSON list in `TW_API__EXTRA_API_KEYS`); each key is a caller."""
     model_id: str | None = None
     """The id `/v1/models` reports; default: the backend's (the checkpoint directory's name)."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)

@@ -11,6 +11,18 @@ from tuned_whisper.types import TranscribeOptions
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(scope="module", params=["ctranslate2", "transformers"])
+def transcriber(request: pytest.FixtureRequest, settings: object) -> object:
+    """Every story below holds on both backends: the fast one and the card's Transformers pipeline."""
+    from tuned_whisper.engine import load_transcriber
+
+    engine = settings.engine.model_copy(update={"backend": request.param})  # type: ignore[attr-defined]
+    loaded = load_transcriber(settings.model_copy(update={"engine": engine}))  # type: ignore[attr-defined]
+    assert loaded.info.backend == request.param
+    return loaded
+
+
 WINDOW_PHRASES = (
     "from fairest creatures we desire increase",  # 0-30 s
     "or else this glutton",  # 40-50 s

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.clips import GERMAN, JFK
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, IVR_DEV, SECOND_KEY
 from tuned_whisper.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -88,3 +88,56 @@ def test_the_serve_config_file_matches_the_code() -> None:
 
     committed = yaml.safe_load((PROJECT_ROOT / "deploy" / "serve_config.yaml").read_text())
     assert committed == serve_config()
+
+
+def test_short_clips_of_one_key_share_windows_and_two_keys_never_share_one(served_app: str) -> None:
+    """A call centre sends many short prompts with its key: they are packed; another key's never join."""
+    from ray import serve
+
+    from tuned_whisper.serving.app import APP_NAME
+
+    model = serve.get_deployment_handle("WhisperASR", app_name=APP_NAME)
+    seen = len(model.stats.remote().result()["recent_packs"])
+    clips = sorted(IVR_DEV.glob("*.flac"))[:12]
+    keys = [API_KEY, SECOND_KEY] * 6
+
+    def send(pair: tuple[Path, str]) -> httpx.Response:
+        path, key = pair
+        files = {"file": (path.name, path.read_bytes())}
+        headers = {"Authorization": f"Bearer {key}"}
+        url = f"{served_app}/v1/audio/transcriptions"
+        return httpx.post(url, files=files, data={"language": "en"}, headers=headers, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(send, zip(clips, keys, strict=True)))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert all(r.json()["text"] for r in responses)
+    packs = model.stats.remote().result()["recent_packs"][seen:]
+    assert packs, "no short clips were packed"
+    assert all(len(set(callers)) == 1 for callers in packs), packs
+    assert len({callers[0] for callers in packs}) <= 2
+
+
+def test_silence_noise_and_a_tenth_of_a_second_come_back_empty(served_app: str, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+
+    cases = {
+        "silence.wav": np.zeros(30 * 16000, dtype=np.float32),
+        "noise.wav": np.random.default_rng(3).normal(0, 0.1, 20 * 16000).astype(np.float32),
+        "blip.wav": np.random.default_rng(4).normal(0, 0.3, 1600).astype(np.float32),
+    }
+    for name, audio in cases.items():
+        soundfile.write(tmp_path / name, audio, 16000)
+        response = post(served_app, tmp_path / name, response_format="verbose_json")
+        assert response.status_code == 200, response.text
+        assert response.json()["text"] == "" and response.json()["segments"] == [], name
+
+
+def test_verbose_json_carries_the_decoders_signals_and_models_name_the_backend(served_app: str) -> None:
+    body = post(served_app, JFK.path, response_format="verbose_json").json()
+    for segment in body["segments"]:
+        assert -1.0 < segment["avg_logprob"] < 0.0 and 0.0 < segment["no_speech_prob"] < 0.6
+        assert segment["compression_ratio"] > 1.0 and segment["tokens"]
+    model = httpx.get(f"{served_app}/v1/models", headers=AUTH, timeout=30).json()["data"][0]
+    assert (model["backend"], model["device"], model["dtype"]) == ("ctranslate2", "cpu", "int8")

@@ -121,6 +121,7 @@ def checkpoint_card(info: ModelInfo) -> dict[str, Any]:
         "owned_by": "tuned-whisper",
         "provenance": provenance.to_dict() if provenance is not None else None,
         "device": info.device,
+        "backend": info.backend,
         "dtype": info.dtype,
         "multilingual": info.is_multilingual,
         "adapter": adapter_card(Path(info.adapter)) if info.adapter else None,
@@ -142,13 +143,17 @@ class _RequestIdRoute(APIRoute):
         return with_request_id
 
 
-def _api_key_check(api_key: str) -> Callable[..., Awaitable[None]]:
+def _keys(settings: ApiSettings) -> list[bytes]:
+    return [key.encode() for key in (settings.api_key, *settings.extra_api_keys) if key]
+
+
+def _api_key_check(keys: list[bytes]) -> Callable[..., Awaitable[None]]:
     bearer = HTTPBearer(auto_error=False, description="the server's API key")
 
     async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if credentials is None:
             message = "missing API key: send it as 'Authorization: Bearer <key>'"
-        elif secrets.compare_digest(credentials.credentials.encode(), api_key.encode()):
+        elif sum(secrets.compare_digest(credentials.credentials.encode(), key) for key in keys):
             return
         else:
             message = "incorrect API key provided"
@@ -160,7 +165,7 @@ def _api_key_check(api_key: str) -> Callable[..., Awaitable[None]]:
 def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
     authorization = request.headers.get("authorization", "")
-    if settings.api_key and authorization:
+    if _keys(settings) and authorization:
         return "key-" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
     return f"request-{request_id(request)}"
 
@@ -214,7 +219,7 @@ def _model_object(backend: TranscribeBackend, settings: ApiSettings) -> dict[str
 
 def create_api_router(backend: TranscribeBackend, settings: ApiSettings) -> APIRouter:
     """The OpenAI audio and models routes, to be mounted under `/v1`; errors need `install_error_handlers`."""
-    guard = [Depends(_api_key_check(settings.api_key))] if settings.api_key else []
+    guard = [Depends(_api_key_check(_keys(settings)))] if _keys(settings) else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
 
     async def transcriptions(request: Request) -> Response:

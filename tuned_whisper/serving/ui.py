@@ -189,7 +189,13 @@ def _header(backend: TranscribeBackend) -> str:
     """Title, what is served ("checkpoint · openai/whisper-base · cpu") and how to use the page."""
     card = backend.model_card()
     provenance = card.get("provenance") or {}
-    served = [card.get("id") or "Whisper", provenance.get("model"), card.get("device")]
+    served = [
+        card.get("id") or "Whisper",
+        provenance.get("model"),
+        card.get("backend"),
+        card.get("device"),
+        card.get("dtype"),
+    ]
     model = " · ".join(dict.fromkeys(str(part) for part in served if part))
     return (
         f"# tuned-whisper\nSpeech to text with `{model}`. Record or upload a file, pick options and press "
