@@ -24,9 +24,8 @@ from finetune.merge import merge  # noqa: E402
 from finetune.train import main as train  # noqa: E402
 from tests.clips import JFK, SONNETS  # noqa: E402
 from tuned_whisper.audio import decode_audio  # noqa: E402
-from tuned_whisper.config import EngineSettings  # noqa: E402
+from tuned_whisper.config import EngineSettings, Settings  # noqa: E402
 from tuned_whisper.datasets import load_utterances  # noqa: E402
-from tuned_whisper.config import Settings  # noqa: E402
 from tuned_whisper.engine import load_transcriber  # noqa: E402
 from tuned_whisper.evaluation import ErrorRates, score  # noqa: E402
 from tuned_whisper.types import TranscribeOptions  # noqa: E402

@@ -1,26 +1,28 @@
-"""Load benchmark: the served app under N concurrent clients, with cross-request batching on and off.
+"""Load benchmark: the served app on each backend, short-clip packing on and off, under N concurrent clients.
 
-For each batching mode the app runs in a fresh subprocess (``serve_predictor_script.py``: a local Ray,
-the API only, one model replica) on a free port. For each client count N, N closed-loop HTTP clients send
-their share of one fixed, seeded list of real clips (short telephone prompts, speeches, a 106 s reading)
-back to back. Both modes get the very same list. After both, faster-whisper int8 on the source weights
-transcribes the largest list one clip after another in this process: what a CPU user would otherwise run.
+For each served configuration (a backend and a packing mode) the app runs in a fresh subprocess
+(``serve_predictor_script.py``: a local Ray, the API only, one model replica, cross-request batching up to
+8 windows) on a free port, with an API key: every client sends the same key, like one call-centre client,
+so its short clips may share packed windows. For each client count N, N closed-loop HTTP clients send their
+share of one fixed, seeded list of real clips (short telephone prompts, speeches, a 106 s reading) back to
+back. Every configuration gets the very same list. Then faster-whisper int8 transcribes the largest list one
+clip after another in one process (a subprocess, so its peak RSS is its own): what a CPU user would
+otherwise run. The table compares each row to faster-whisper on the same requests.
 
-    .venv/bin/python benchmarks/load.py                  # full run (about 9 minutes on 2 cores)
-    .venv/bin/python benchmarks/load.py --quick          # smoke run (under 3 minutes)
-    .venv/bin/python benchmarks/load.py --clients 1,8 --requests-per-client 3
+    .venv/bin/python benchmarks/load.py                  # full run (about 20 minutes on 2 cores)
+    .venv/bin/python benchmarks/load.py --quick          # smoke: CTranslate2, short clips, 1 and 4 clients
+    .venv/bin/python benchmarks/load.py --backends ctranslate2 --clients 1,16
+    .venv/bin/python benchmarks/load.py --backends transformers --packing on --clients 16
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import functools
 import json
 import math
 import os
-import platform
 import random
 import re
 import signal
@@ -32,9 +34,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import numpy as np
@@ -43,35 +44,43 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
-if TYPE_CHECKING:
-    from faster_whisper import WhisperModel
+from benchmarks.harness import (  # noqa: E402  (after the sys.path line above)
+    FASTER_WHISPER_LINE,
+    THREADS,
+    Clip,
+    Contention,
+    FasterWhisperRunner,
+    ct2_model_dir,
+    fixture_clips,
+    ivr_clips,
+    load_average,
+    machine_lines,
+    normalised_wer,
+    peak_rss_mb,
+    process_peak_rss_mb,
+    quietly,
+)
 
-TEST_DATA = REPO / "tests" / "data"
-IVR_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/ivr-en/dev"
 SERVER_SCRIPT = REPO / "serve_predictor_script.py"
-DECK = ("sonnets", "jfk", "german", "ivr", "ivr", "ivr", "ivr", "ivr")
+DECK = ("sonnets", "jfk", "german_tts", "ivr", "ivr", "ivr", "ivr", "ivr")
 """One block of the request list, shuffled per block: every 8 requests hold the same mix of lengths."""
-QUICK_DECK = ("jfk", "german", "ivr", "ivr")
-FIXTURES = {"jfk": "jfk.flac", "german": "german_tts.flac", "sonnets": "sonnets.flac"}
-ON_BATCH_SIZE = 8
-"""`ServeSettings.max_batch_size`'s default: what "batching on" means."""
-REFERENCE_THREADS = 2
+QUICK_DECK = ("jfk", "german_tts", "ivr", "ivr")
+BACKENDS = ("ctranslate2", "transformers")
+QUANTIZATION = {"ctranslate2": "int8", "transformers": "auto"}
+LABEL = {"ctranslate2": "ct2-int8", "transformers": "tf-fp32"}
+BATCH_SIZE = 8
+"""`ServeSettings.max_batch_size`'s default: windows of any requests decoded in one forward pass."""
+API_KEY = "bench-key"
 READY_TIMEOUT_S = 300
 REQUEST_TIMEOUT_S = 900
 STOP_TIMEOUT_S = 90
-QUIET_CORES = 0.25
-"""Other processes busier than this many cores make a measurement contended: it is waited out and retried."""
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One audio file, its length and the language sent with it."""
-
-    name: str
-    path: Path
-    duration_s: float
-    language: str
+REPLICA_NAME = "WhisperASR"
+TARGETS = (
+    "throughput at 16 clients >= 1.5x faster-whisper's",
+    "p50 latency at 1 client <= 1.1x faster-whisper's",
+    "normalised WER within 0.5 points of faster-whisper's",
+    "replica peak RSS <= 1.5x faster-whisper's process",
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class Outcome:
 
     clip: Clip
     latency_s: float
+    text: str = ""
     error: str | None = None
 
 
@@ -93,6 +103,7 @@ class Run:
     batches: dict[int, int]
     others_cores: float
     """Cores that processes other than the server and this script kept busy meanwhile (contention)."""
+    replica_peak_mb: float = 0.0
 
     @property
     def ok(self) -> list[Outcome]:
@@ -108,8 +119,11 @@ class Run:
         return self.audio_s / self.wall_s
 
     def latency(self, percentile: float) -> float:
-        latencies = [o.latency_s for o in self.ok]
-        return float(np.percentile(latencies, percentile)) if latencies else math.nan
+        return _percentile([o.latency_s for o in self.ok], percentile)
+
+    @property
+    def wer(self) -> float:
+        return normalised_wer([o.clip.reference for o in self.ok], [o.text for o in self.ok])
 
     @property
     def errors(self) -> int:
@@ -117,55 +131,43 @@ class Run:
 
 
 @dataclass
-class Mode:
-    """One batching mode (a `max_batch_size`) and its runs, one per client count."""
+class Served:
+    """One served configuration (a backend and a packing mode) and its runs, one per client count."""
 
-    name: str
-    max_batch_size: int
-    batch_wait_s: float | None = None
-    """None: the app's default (`ServeSettings.batch_wait_s`)."""
+    backend: str
+    pack: bool
     startup_s: float = 0.0
     runs: dict[int, Run] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{LABEL[self.backend]} pack {'on' if self.pack else 'off'}"
 
 
 @dataclass(frozen=True)
 class Reference:
-    """faster-whisper transcribing the request list sequentially in one process."""
+    """faster-whisper transcribing the largest request list sequentially in one process."""
 
-    audio_s: float
-    wall_s: float
+    latencies: list[float]
+    texts: list[str]
     load_s: float
+    peak_rss_mb: float
     others_cores: float
 
-    @property
-    def throughput(self) -> float:
-        return self.audio_s / self.wall_s
+    def over(self, requests: Sequence[Clip]) -> tuple[float, float, float, float]:
+        """Throughput, p50 and p95 latency and WER on the first `len(requests)` (the same requests)."""
+        n = len(requests)
+        latencies = self.latencies[:n]
+        throughput = sum(c.duration_s for c in requests) / sum(latencies)
+        wer = normalised_wer([c.reference for c in requests], self.texts[:n])
+        return throughput, _percentile(latencies, 50), _percentile(latencies, 95), wer
 
 
-# --- clips and the request list -----------------------------------------------------------------------
+def _percentile(values: Sequence[float], percentile: float) -> float:
+    return float(np.percentile(values, percentile)) if values else math.nan
 
 
-def fixture_clips() -> dict[str, Clip]:
-    """The committed test clips, with their durations and languages from `tests/data/clips.json`."""
-    entries = json.loads((TEST_DATA / "clips.json").read_text(encoding="utf-8"))["clips"]
-    by_file = {entry["file"]: entry for entry in entries}
-    return {
-        name: Clip(name, TEST_DATA / file, by_file[file]["duration_s"], by_file[file]["language"])
-        for name, file in FIXTURES.items()
-    }
-
-
-def ivr_clips() -> list[Clip]:
-    """The English telephone prompts of the ivr-en dev split, in file order."""
-    metadata = IVR_DEV / "metadata.csv"
-    if not metadata.is_file():
-        raise SystemExit(f"the ivr-en dev split is not at {IVR_DEV}: add it there (metadata.csv + flac)")
-    with metadata.open(encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["language"] == "en"]
-    return [
-        Clip(f"ivr/{row['file_name']}", IVR_DEV / row["file_name"], float(row["duration_s"]), "en")
-        for row in rows
-    ]
+# --- the request list -------------------------------------------------------------------------------------
 
 
 def request_list(count: int, deck: Sequence[str], seed: int) -> list[Clip]:
@@ -194,15 +196,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(port: int, max_batch_size: int, batch_wait_s: float | None) -> dict[str, str]:
-    """This environment without `TW_*` and `RAY_ADDRESS` (defaults and a local Ray), plus the mode."""
+def server_env(port: int, config: Served, args: argparse.Namespace) -> dict[str, str]:
+    """This environment without `TW_*` and `RAY_ADDRESS` (defaults and a local Ray), plus the config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TW_") and k != "RAY_ADDRESS"}
-    if batch_wait_s is not None:
-        env["TW_SERVE__BATCH_WAIT_S"] = str(batch_wait_s)
+    if args.batch_wait_s is not None:
+        env["TW_SERVE__BATCH_WAIT_S"] = str(args.batch_wait_s)
+    if args.no_vad:
+        env["TW_ENGINE__VAD_FILTER"] = "false"
     return env | {
         "PORT": str(port),
+        "TW_API__API_KEY": API_KEY,
+        "TW_ENGINE__BACKEND": config.backend,
+        "TW_ENGINE__QUANTIZATION": QUANTIZATION[config.backend],
+        "TW_ENGINE__PACK_SHORT_AUDIO": "true" if config.pack else "false",
+        "TW_ENGINE__NUM_THREADS": str(THREADS),
+        "TW_ENGINE__DEVICE": "cpu",
         "TW_SERVE__HOST": "127.0.0.1",
-        "TW_SERVE__MAX_BATCH_SIZE": str(max_batch_size),
+        "TW_SERVE__MAX_BATCH_SIZE": str(args.max_batch_size),
         "TW_SERVE__MODEL_NUM_CPUS": "1",
         "TW_SERVE__UI": "false",
     }
@@ -210,7 +220,7 @@ def server_env(port: int, max_batch_size: int, batch_wait_s: float | None) -> di
 
 @contextlib.contextmanager
 def served(
-    max_batch_size: int, log_path: Path, batch_wait_s: float | None = None
+    config: Served, log_path: Path, args: argparse.Namespace
 ) -> Iterator[tuple[str, psutil.Process, float]]:
     """The app in a subprocess: yields its URL, its process and the seconds it took to become ready."""
     port = free_port()
@@ -219,7 +229,7 @@ def served(
         process = subprocess.Popen(
             [sys.executable, str(SERVER_SCRIPT)],
             cwd=REPO,
-            env=server_env(port, max_batch_size, batch_wait_s),
+            env=server_env(port, config, args),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -271,6 +281,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def replica_peak_mb(server: psutil.Process) -> float:
+    """Peak RSS of the model replica: the server's descendant whose (Ray-set) title names the deployment."""
+    peaks = []
+    for child in server.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if REPLICA_NAME in " ".join(child.cmdline()):
+                peaks.append(process_peak_rss_mb(child.pid))
+    return max(peaks, default=0.0)
+
+
 def batch_counts(client: httpx.Client, url: str) -> dict[int, int]:
     """The model replica's batch-size histogram (windows per forward pass -> count) from `/metrics`."""
     text = client.get(f"{url}/metrics", timeout=60).text
@@ -280,9 +300,15 @@ def batch_counts(client: httpx.Client, url: str) -> dict[int, int]:
 # --- clients ----------------------------------------------------------------------------------------------
 
 
+def http_client() -> httpx.Client:
+    """A client sending the one API key all clients share."""
+    return httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"})
+
+
 def post(client: httpx.Client, url: str, clip: Clip, payload: bytes) -> Outcome:
     """One transcription request; any failure is an outcome, not an exception."""
     started = time.perf_counter()
+    text, error = "", None
     try:
         response = client.post(
             f"{url}/v1/audio/transcriptions",
@@ -290,17 +316,20 @@ def post(client: httpx.Client, url: str, clip: Clip, payload: bytes) -> Outcome:
             data={"language": clip.language, "response_format": "json"},
             timeout=REQUEST_TIMEOUT_S,
         )
-        error = None if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"
-    except httpx.HTTPError as exc:
+        if response.status_code == 200:
+            text = response.json()["text"]
+        else:
+            error = f"{response.status_code}: {response.text[:200]}"
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return Outcome(clip, time.perf_counter() - started, error)
+    return Outcome(clip, time.perf_counter() - started, text, error)
 
 
 def client_loop(
     url: str, share: Sequence[Clip], payloads: dict[Path, bytes], go: threading.Barrier
 ) -> list[Outcome]:
     """A closed-loop client: its share of the list, each request sent once the previous one returned."""
-    with httpx.Client() as client:
+    with http_client() as client:
         go.wait()
         return [post(client, url, clip, payloads[clip.path]) for clip in share]
 
@@ -324,114 +353,51 @@ def drive(url: str, clients: int, requests: Sequence[Clip]) -> tuple[list[Outcom
     return [outcome for result in results for outcome in result], time.perf_counter() - started
 
 
-# --- contention ------------------------------------------------------------------------------------------
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes have spent busy since boot (the first line of /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    busy = sum(int(value) for i, value in enumerate(fields[:8]) if i not in (3, 4))  # not idle, iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_s(root: psutil.Process | None) -> float:
-    """CPU seconds used by this script and by `root` and its descendants (Ray's processes, the replicas)."""
-    tree = [root, *root.children(recursive=True)] if root is not None else []
-    total = 0.0
-    for process in [psutil.Process(), *tree]:
-        with contextlib.suppress(psutil.Error):
-            total += sum(process.cpu_times()[:2])
-    return total
-
-
-class Contention:
-    """Cores other processes kept busy while the `with` block ran (this script and `server` excluded)."""
-
-    def __init__(self, server: psutil.Process | None) -> None:
-        self.server = server
-        self.cores = 0.0
-
-    def __enter__(self) -> Contention:
-        self._started = (time.perf_counter(), machine_busy_s(), tree_cpu_s(self.server))
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        started, machine, ours = self._started
-        others = machine_busy_s() - machine - (tree_cpu_s(self.server) - ours)
-        self.cores = max(0.0, others) / (time.perf_counter() - started)
-
-
-def wait_until_quiet(server: psutil.Process | None, limit_s: float) -> None:
-    """Wait (at most `limit_s`) until other processes leave the CPUs idle: on 2 cores they skew timings."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        with Contention(server) as others:
-            time.sleep(2)
-        if others.cores <= QUIET_CORES:
-            return
-
-
-def quietly(
-    measure: Callable[[], T],
-    others: Callable[[T], float],
-    server: psutil.Process | None,
-    args: argparse.Namespace,
-) -> T:
-    """Measure once the machine is quiet; again (up to `--retries` times) if others were busy meanwhile.
-
-    Keeps the least contended of the attempts.
-    """
-    attempts: list[T] = []
-    for _ in range(args.retries + 1):
-        wait_until_quiet(server, args.quiet_wait)
-        attempts.append(measure())
-        if others(attempts[-1]) <= QUIET_CORES:
-            break
-        print(f" others used {others(attempts[-1]):.2f} cores meanwhile; again ...", end="", file=sys.stderr)
-    return min(attempts, key=others)
-
-
-# --- one mode: a server, every client count --------------------------------------------------------------
+# --- one served configuration: a server, every client count -----------------------------------------------
 
 
 def measure(url: str, server: psutil.Process, clients: int, requests: Sequence[Clip]) -> Run:
-    with httpx.Client() as client:
+    with http_client() as client:
         before = batch_counts(client, url)
         with Contention(server) as others:
             outcomes, wall_s = drive(url, clients, requests)
         after = batch_counts(client, url)
     batches = {size: after[size] - before.get(size, 0) for size in after if after[size] > before.get(size, 0)}
-    return Run(clients, outcomes, wall_s, batches, others.cores)
+    return Run(clients, outcomes, wall_s, batches, others.cores, replica_peak_mb(server))
 
 
-def run_mode(mode: Mode, plans: dict[int, list[Clip]], log_dir: Path, args: argparse.Namespace) -> None:
-    """Start the app with the mode's batch size, warm it up, then run every client count against it."""
-    print(
-        f"- batching {mode.name} (max_batch_size={mode.max_batch_size}): starting the app ...",
-        file=sys.stderr,
-    )
-    log_path = log_dir / f"server-{mode.name}.log"
-    with served(mode.max_batch_size, log_path, mode.batch_wait_s) as (url, server, startup_s):
-        mode.startup_s = startup_s
+def run_served(config: Served, plans: dict[int, list[Clip]], log_dir: Path, args: argparse.Namespace) -> None:
+    """Start the app with the configuration, warm it up, then run every client count against it."""
+    print(f"- {config.name}: starting the app ...", file=sys.stderr)
+    log_path = log_dir / f"server-{config.backend}-{config.pack}.log"
+    with served(config, log_path, args) as (url, server, startup_s):
+        config.startup_s = startup_s
         warm_up(url)
         for clients, requests in plans.items():
             print(
                 f"  {clients:3} clients, {len(requests):3} requests ...", end="", file=sys.stderr, flush=True
             )
             measure_once = functools.partial(measure, url, server, clients, requests)
-            run = quietly(measure_once, lambda r: r.others_cores, server, args)
-            mode.runs[clients] = run
+            run = quietly(
+                measure_once,
+                lambda r: r.others_cores,
+                retries=args.retries,
+                quiet_wait_s=args.quiet_wait,
+                server=server,
+            )
+            config.runs[clients] = run
             print(f" {run.wall_s:.1f} s, {run.errors} errors", file=sys.stderr)
             report_errors(run)
 
 
 def warm_up(url: str) -> None:
-    """One untimed request, so the first timed one does not pay for lazy initialisation."""
-    jfk = fixture_clips()["jfk"]
-    with httpx.Client() as client:
-        outcome = post(client, url, jfk, jfk.path.read_bytes())
-    if outcome.error:
-        raise SystemExit(f"the warm-up request failed: {outcome.error}")
+    """Untimed requests (one long, one short), so the first timed one does not pay for lazy initialisation."""
+    fixtures = fixture_clips()
+    with http_client() as client:
+        for clip in (fixtures["jfk"], ivr_clips(1)[0]):
+            outcome = post(client, url, clip, clip.path.read_bytes())
+            if outcome.error:
+                raise SystemExit(f"the warm-up request failed: {outcome.error}")
 
 
 def report_errors(run: Run) -> None:
@@ -439,52 +405,42 @@ def report_errors(run: Run) -> None:
         print(f"    {outcome.clip.name}: {outcome.error}", file=sys.stderr)
 
 
-# --- the faster-whisper reference ------------------------------------------------------------------------
+# --- the faster-whisper reference, in its own process ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def ct2_model_dir() -> Iterator[Path]:
-    """A temporary CTranslate2 model directory holding the source weights of the embedded checkpoint."""
-    from tuned_whisper.checkpoint import SOURCES, export_ct2
+def reference_worker(model_dir: Path, requests_json: Path) -> None:
+    """faster-whisper int8 on the list, one file after another (decoding included, as the server's is)."""
+    clips = [Clip(**{**c, "path": Path(c["path"])}) for c in json.loads(requests_json.read_text())]
+    started = time.perf_counter()
+    runner = FasterWhisperRunner(model_dir, "int8")
+    load_s = time.perf_counter() - started
+    runner.transcribe(str(fixture_clips()["jfk"].path))  # warm-up, untimed
+    latencies, texts = [], []
+    with Contention(None) as others:
+        for clip in clips:
+            started = time.perf_counter()
+            texts.append(runner.transcribe(str(clip.path), clip.language))
+            latencies.append(time.perf_counter() - started)
+    reference = Reference(latencies, texts, load_s, peak_rss_mb(), others.cores)
+    print(json.dumps(asdict(reference)))
 
-    with tempfile.TemporaryDirectory(prefix="tw-load-ct2-") as tmp:
-        yield export_ct2(SOURCES["base"], Path(tmp))
 
-
-def run_reference(requests: Sequence[Clip]) -> Reference:
-    """faster-whisper int8, greedy, no VAD, one file after another (decoding included, as the server's is)."""
-    from faster_whisper import WhisperModel
-
+def run_reference(requests: Sequence[Clip], model_dir: Path, tmp: Path) -> Reference:
     print(
         f"- faster-whisper int8: {len(requests)} requests, sequentially ...",
         end="",
         file=sys.stderr,
         flush=True,
     )
-    with ct2_model_dir() as model_dir:
-        started = time.perf_counter()
-        model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=REFERENCE_THREADS)
-        load_s = time.perf_counter() - started
-        transcribe_file(model, fixture_clips()["jfk"])  # warm-up, untimed
-        started = time.perf_counter()
-        with Contention(None) as others:
-            for clip in requests:
-                transcribe_file(model, clip)
-        wall_s = time.perf_counter() - started
-    print(f" {wall_s:.1f} s", file=sys.stderr)
-    audio_s = sum(c.duration_s for c in requests)
-    return Reference(audio_s=audio_s, wall_s=wall_s, load_s=load_s, others_cores=others.cores)
-
-
-def transcribe_file(model: WhisperModel, clip: Clip) -> str:
-    segments, _ = model.transcribe(
-        str(clip.path),
-        beam_size=1,
-        language=clip.language,
-        vad_filter=False,
-        condition_on_previous_text=False,
-    )
-    return "".join(segment.text for segment in segments)  # the generator does the work
+    listing = tmp / "requests.json"
+    listing.write_text(json.dumps([asdict(c) | {"path": str(c.path)} for c in requests]))
+    command = [sys.executable, str(Path(__file__).resolve()), "--reference-worker", str(model_dir)]
+    done = subprocess.run([*command, str(listing)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"\nthe faster-whisper worker failed:\n{done.stderr[-3000:]}")
+    reference = Reference(**json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f" {sum(reference.latencies):.1f} s", file=sys.stderr)
+    return reference
 
 
 # --- report ------------------------------------------------------------------------------------------------
@@ -495,50 +451,72 @@ def histogram(batches: dict[int, int]) -> str:
     return " ".join(f"{size}×{count}" for size, count in sorted(batches.items())) or "-"
 
 
-def table(on: Mode, off: Mode) -> str:
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}×" if theirs and not math.isnan(theirs) else "-"
+
+
+def table(configs: Sequence[Served], reference: Reference | None, plans: dict[int, list[Clip]]) -> str:
     header = (
-        "| clients | requests | audio s | wall s on / off | throughput on / off (audio s/s) | on ÷ off "
-        "| p50 s on / off | p95 s on / off | errors on / off | batches on (size×count) | batches off "
-        "| others' load on / off |"
+        "| config | clients | requests | audio s | wall s | throughput (audio s/s) | ÷ fw | p50 s | ÷ fw "
+        "| p95 s | ÷ fw | WER norm. | − fw (points) | peak RSS MB | ÷ fw | errors | batches (size×count) "
+        "| others' load |"
     )
-    lines = [header, "|" + "---|" * 12]
-    for clients, a in on.runs.items():
-        b = off.runs[clients]
-        lines.append(
-            f"| {clients} | {len(a.outcomes)} | {a.audio_s:.0f} | {a.wall_s:.1f} / {b.wall_s:.1f} "
-            f"| {a.throughput:.2f} / {b.throughput:.2f} | **{a.throughput / b.throughput:.2f}×** "
-            f"| {a.latency(50):.1f} / {b.latency(50):.1f} | {a.latency(95):.1f} / {b.latency(95):.1f} "
-            f"| {a.errors} / {b.errors} | {histogram(a.batches)} | {histogram(b.batches)} "
-            f"| {a.others_cores:.2f} / {b.others_cores:.2f} |"
-        )
+    lines = [header, "|" + "---|" * 18]
+    fw_rss = reference.peak_rss_mb if reference else math.nan
+    for clients, requests in plans.items():
+        fw = reference.over(requests) if reference else (math.nan,) * 4
+        for config in configs:
+            run = config.runs.get(clients)
+            if run is None:
+                continue
+            wer = run.wer
+            lines.append(
+                f"| {config.name} | {clients} | {len(run.outcomes)} | {run.audio_s:.0f} | {run.wall_s:.1f} "
+                f"| {run.throughput:.2f} | {_ratio(run.throughput, fw[0])} "
+                f"| {run.latency(50):.2f} | {_ratio(run.latency(50), fw[1])} "
+                f"| {run.latency(95):.2f} | {_ratio(run.latency(95), fw[2])} "
+                f"| {wer * 100:.1f}% | {(wer - fw[3]) * 100:+.1f} "
+                f"| {run.replica_peak_mb:.0f} | {_ratio(run.replica_peak_mb, fw_rss)} "
+                f"| {run.errors} | {histogram(run.batches)} | {run.others_cores:.2f} |"
+            )
+        if reference is not None:
+            audio_s = sum(c.duration_s for c in requests)
+            lines.append(
+                f"| fw-int8 (1 process) | {clients} | {len(requests)} | {audio_s:.0f} "
+                f"| {sum(reference.latencies[: len(requests)]):.1f} | {fw[0]:.2f} | 1.00× "
+                f"| {fw[1]:.2f} | 1.00× "
+                f"| {fw[2]:.2f} | 1.00× | {fw[3] * 100:.1f}% | +0.0 | {reference.peak_rss_mb:.0f} | 1.00× "
+                f"| 0 | - | {reference.others_cores:.2f} |"
+            )
     return "\n".join(lines)
 
 
-def reference_lines(reference: Reference, on: Mode, off: Mode) -> list[str]:
-    clients = max(on.runs)
-    lines = [
-        f"- faster-whisper int8 (source CT2 weights, {REFERENCE_THREADS} threads, greedy, no VAD), the "
-        f"{clients}-client list sequentially in one process: {reference.audio_s:.0f} audio s in "
-        f"{reference.wall_s:.1f} s = {reference.throughput:.2f} audio s/s (load {reference.load_s:.1f} s, "
-        f"others' load {reference.others_cores:.2f})",
-    ]
-    for mode in (on, off):
-        ratio = mode.runs[clients].throughput / reference.throughput
-        lines.append(f"- ours at {clients} clients, batching {mode.name}, ÷ faster-whisper: {ratio:.2f}×")
+def target_lines(configs: Sequence[Served], reference: Reference, plans: dict[int, list[Clip]]) -> list[str]:
+    """Each configuration against the four targets; a target whose client count was not run is skipped."""
+    lines = ["Targets (against faster-whisper int8 in one process, on the same requests):", ""]
+    for config in configs:
+        checks = []
+        if 16 in config.runs:
+            ratio = config.runs[16].throughput / reference.over(plans[16])[0]
+            checks.append(f"throughput at 16 clients {ratio:.2f}× (≥ 1.5×: {_met(ratio >= 1.5)})")
+        if 1 in config.runs:
+            ratio = config.runs[1].latency(50) / reference.over(plans[1])[1]
+            checks.append(f"p50 at 1 client {ratio:.2f}× (≤ 1.1×: {_met(ratio <= 1.1)})")
+        if config.runs:
+            clients = max(config.runs)
+            delta = (config.runs[clients].wer - reference.over(plans[clients])[3]) * 100
+            checks.append(
+                f"WER {delta:+.1f} points at {clients} clients (within 0.5: {_met(abs(delta) <= 0.5)})"
+            )
+            peak = max(run.replica_peak_mb for run in config.runs.values())
+            ratio = peak / reference.peak_rss_mb
+            checks.append(f"replica peak RSS {ratio:.2f}× (≤ 1.5×: {_met(ratio <= 1.5)})")
+        lines.append(f"- {config.name}: " + "; ".join(checks))
     return lines
 
 
-def machine_line() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    cores = len(os.sched_getaffinity(0))
-    return f"- machine: {cores} cores, {cpu}; python {platform.python_version()}"
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
 
 
 def mix_line(requests: Sequence[Clip]) -> str:
@@ -565,37 +543,57 @@ def plan(args: argparse.Namespace) -> dict[int, list[Clip]]:
 
 def benchmark(args: argparse.Namespace) -> None:
     plans = plan(args)
-    on, off = Mode("on", args.max_batch_size, args.batch_wait_s), Mode("off", 1)
-    print(machine_line())
-    print(f"- load average before: {_load_average()}", flush=True)
+    configs = [Served(backend, pack) for backend in args.backends for pack in args.packing]
+    print("\n".join(machine_lines()))
+    print(f"- load average before: {load_average()}", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tw-load-") as tmp:
-        for mode in (on, off):
-            run_mode(mode, plans, Path(tmp), args)
     reference = None
-    if not args.no_reference:
-        run_once = functools.partial(run_reference, plans[max(plans)])
-        reference = quietly(run_once, lambda r: r.others_cores, None, args)
-    print(f"- load average after: {_load_average()}; benchmark took {time.perf_counter() - started:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="tw-load-") as tmp:
+        for config in configs:
+            run_served(config, plans, Path(tmp), args)
+        if not args.no_reference:
+            with ct2_model_dir() as model_dir:
+                run_once = functools.partial(run_reference, plans[max(plans)], model_dir, Path(tmp))
+                reference = quietly(
+                    run_once, lambda r: r.others_cores, retries=args.retries, quiet_wait_s=args.quiet_wait
+                )
+    print(f"- load average after: {load_average()}; benchmark took {time.perf_counter() - started:.0f} s")
     print(mix_line(plans[max(plans)]))
-    wait = "the app's default" if on.batch_wait_s is None else f"{on.batch_wait_s} s"
+    wait = "the app's default (0.1 s)" if args.batch_wait_s is None else f"{args.batch_wait_s} s"
+    startups = ", ".join(f"{c.name} {c.startup_s:.0f} s" for c in configs)
+    vad = "off" if args.no_vad else "on (the default)"
     print(
-        f"- app: 1 model replica, API only; batching on = max_batch_size {on.max_batch_size}, batch wait "
-        f"{wait}; off = max_batch_size 1; startup {on.startup_s:.0f} s / {off.startup_s:.0f} s; "
-        f"seed {args.seed}\n"
+        f"- app: 1 model replica, API only, {THREADS} threads, max_batch_size {args.max_batch_size}, "
+        f"batch wait {wait}, VAD filter {vad}; all clients send one API key (packing may join their clips); "
+        f"startup {startups}; seed {args.seed}"
     )
-    print(table(on, off) + "\n")
     if reference is not None:
-        print("\n".join(reference_lines(reference, on, off)))
-
-
-def _load_average() -> str:
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+        print(
+            f"- fw-int8: {FASTER_WHISPER_LINE}, in one process on the same requests (the first n of the "
+            f"largest list); its latency is one file's transcription (decoding included); load "
+            f"{reference.load_s:.1f} s"
+        )
+    print(
+        "- peak RSS: the model replica's VmHWM (Ray's `WhisperASR` worker; not the ingress or Ray's own "
+        "processes); fw: its process's ru_maxrss. WER: normalised (Whisper's English normaliser), "
+        "corpus-level over the requests that returned\n"
+    )
+    print(table(configs, reference, plans) + "\n")
+    if reference is not None:
+        print("\n".join(target_lines(configs, reference, plans)))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backends",
+        type=_names(BACKENDS),
+        help="served backends, comma-separated (ctranslate2,transformers; --quick ctranslate2)",
+    )
+    parser.add_argument(
+        "--packing", type=_names(("on", "off")), help="short-clip packing modes, comma-separated (on,off)"
     )
     parser.add_argument(
         "--clients", type=_counts, help="client counts, comma-separated (1,4,16; --quick 1,4)"
@@ -605,20 +603,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="requests each client sends (default: one deck in all, 8 (--quick 4), and at least 2 each)",
     )
-    parser.add_argument("--quick", action="store_true", help="short clips, 1 and 4 clients (under 3 minutes)")
     parser.add_argument(
-        "--max-batch-size", type=int, default=ON_BATCH_SIZE, help="batch size when batching is on (8)"
+        "--quick", action="store_true", help="CTranslate2 only, short clips, 1 and 4 clients (a few minutes)"
     )
     parser.add_argument(
-        "--batch-wait-s", type=float, help="batch wait when batching is on (default: the app's, 0.1)"
+        "--max-batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass in the app (8)"
     )
+    parser.add_argument("--batch-wait-s", type=float, help="the app's batch wait (default: the app's, 0.1)")
+    parser.add_argument("--no-vad", action="store_true", help="serve with the VAD filter off")
     parser.add_argument("--seed", type=int, default=0, help="seed of the request list (0)")
     parser.add_argument("--retries", type=int, help="reruns of a contended measurement (1; --quick 0)")
     parser.add_argument(
         "--quiet-wait", type=float, help="seconds to wait for idle CPUs before a measurement (60; --quick 10)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the faster-whisper reference")
+    parser.add_argument("--reference-worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.backends = args.backends or (["ctranslate2"] if args.quick else list(BACKENDS))
+    args.packing = [value == "on" for value in (args.packing or ["on", "off"])]
     args.clients = args.clients or ([1, 4] if args.quick else [1, 4, 16])
     if args.retries is None:
         args.retries = 0 if args.quick else 1
@@ -628,9 +630,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--retries and --quiet-wait cannot be negative")
     if args.requests_per_client is not None and args.requests_per_client < 1:
         parser.error("--requests-per-client must be at least 1")
-    if args.max_batch_size < 2:
-        parser.error("--max-batch-size must be at least 2 (1 is batching off, measured anyway)")
+    if args.max_batch_size < 1:
+        parser.error("--max-batch-size must be at least 1")
     return args
+
+
+def _names(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        unknown = [name for name in names if name not in choices]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"expected some of {','.join(choices)}, got {text!r}")
+        return names
+
+    return parse
 
 
 def _counts(text: str) -> list[int]:
@@ -641,7 +654,11 @@ def _counts(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    benchmark(parse_args(argv))
+    args = parse_args(argv)
+    if args.reference_worker:
+        reference_worker(*args.reference_worker)
+    else:
+        benchmark(args)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""CPU speed benchmark: tuned-whisper's engine against faster-whisper, side by side, on the same clips.
+"""CPU speed benchmark: tuned-whisper's two backends against faster-whisper, side by side, on the same clips.
 
 Each (configuration, clip set) pair runs in a fresh subprocess (``--worker``) so that its peak RSS is its
 own; the parent prints the machine, the library versions and one Markdown table. Times exclude model
 loading (reported apart) and audio decoding; each is the minimum over ``--repeats`` runs after one untimed
 warm-up, as faster-whisper's own benchmarks quote it. WER is Whisper-normalised, against the references.
+The CTranslate2 float32 rows run with ``CT2_USE_MKL=1`` in their worker's environment (without it
+CTranslate2 uses oneDNN on AMD CPUs and float32 is several times slower).
 
-    .venv/bin/python benchmarks/speed.py            # full run: about 8 minutes on 2 idle cores
-    .venv/bin/python benchmarks/speed.py --quick    # smoke run: about 1 minute
+    .venv/bin/python benchmarks/speed.py            # full run: about 12 minutes on 2 idle cores
+    .venv/bin/python benchmarks/speed.py --quick    # smoke run: about 2 minutes
 
 Before each worker the parent waits for other processes to leave the CPUs idle, and reruns a worker they
 disturbed (``--quiet-wait``, ``--retries``); on a busy machine that makes a run take longer.
@@ -18,16 +20,12 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from importlib import metadata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, Protocol
@@ -35,22 +33,36 @@ from typing import TYPE_CHECKING, NoReturn, Protocol
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
+from benchmarks.harness import (  # noqa: E402  (after the sys.path line above)
+    FASTER_WHISPER_LINE,
+    IVR_DEV,
+    LANGUAGE,
+    QUIET_CORES,
+    SAMPLE_RATE,
+    THREADS,
+    Clip,
+    FasterWhisperRunner,
+    ct2_model_dir,
+    fixture_clips,
+    ivr_clips,
+    load_average,
+    machine_busy_s,
+    machine_lines,
+    normalised_wer,
+    peak_rss_mb,
+    wait_until_quiet,
+)
+
 if TYPE_CHECKING:
     import numpy as np
 
-TEST_DATA = REPO / "tests" / "data"
-IVR_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/ivr-en/dev"
-THREADS = 2
-"""Torch and CTranslate2 CPU threads; the reference machine has 2 cores."""
-LANGUAGE = "en"
-SAMPLE_RATE = 16000
 WARMUP_S = 30
 """The untimed warm-up transcribes at most this many seconds of the set's first clip."""
 BASELINE = "fw-int8"
 CLIP_SETS = ("jfk", "sonnets", "ivr")
 LONG_SETS = ("sonnets", "ivr")
 """Sets whose one pass is a minute or more of audio; they get `--long-repeats` timed runs."""
-VERSIONED = ("torch", "transformers", "ctranslate2", "faster-whisper", "numpy")
+MKL = {"CT2_USE_MKL": "1"}
 
 
 @dataclass(frozen=True)
@@ -58,35 +70,54 @@ class Config:
     """One way of running Whisper base on the CPU."""
 
     name: str
-    backend: str  # "ours" | "faster-whisper"
+    backend: str  # "transformers" | "ctranslate2" (tuned-whisper's engine) | "faster-whisper"
     batch_size: int = 1
-    compute_type: str = ""
+    quantization: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    """Set in the worker's environment before anything is imported."""
     description: str = ""
 
 
 CONFIGS = {
     config.name: config
     for config in (
-        Config("ours-b1", "ours", batch_size=1, description="tuned-whisper engine, fp32, batch 1"),
-        Config("ours-b4", "ours", batch_size=4, description="tuned-whisper engine, fp32, batch 4"),
-        Config("ours-b8", "ours", batch_size=8, description="tuned-whisper engine, fp32, batch 8"),
-        Config("fw-int8", "faster-whisper", compute_type="int8", description="faster-whisper, int8"),
-        Config("fw-fp32", "faster-whisper", compute_type="float32", description="faster-whisper, fp32"),
+        Config("tf-b1", "transformers", 1, description="tuned-whisper, Transformers backend, fp32, batch 1"),
+        Config("tf-b8", "transformers", 8, description="tuned-whisper, Transformers backend, fp32, batch 8"),
+        Config(
+            "ct2-int8-b1", "ctranslate2", 1, "int8", description="tuned-whisper, CTranslate2 int8, batch 1"
+        ),
+        Config(
+            "ct2-int8-b8", "ctranslate2", 8, "int8", description="tuned-whisper, CTranslate2 int8, batch 8"
+        ),
+        Config(
+            "ct2-fp32-b1",
+            "ctranslate2",
+            1,
+            "float32",
+            MKL,
+            "tuned-whisper, CTranslate2 float32, batch 1, CT2_USE_MKL=1",
+        ),
+        Config(
+            "ct2-fp32-b8",
+            "ctranslate2",
+            8,
+            "float32",
+            MKL,
+            "tuned-whisper, CTranslate2 float32, batch 8, CT2_USE_MKL=1",
+        ),
+        Config("fw-int8", "faster-whisper", quantization="int8", description=FASTER_WHISPER_LINE),
+        Config(
+            "fw-fp32",
+            "faster-whisper",
+            quantization="float32",
+            env=MKL,
+            description="the same in float32, CT2_USE_MKL=1",
+        ),
     )
 }
-DEFAULT_CONFIGS = ("ours-b1", "ours-b4", "ours-b8", "fw-int8", "fw-fp32")
-QUICK_CONFIGS = ("ours-b1", "ours-b8", "fw-int8")
-QUIET_CORES = 0.25
-"""Other processes busier than this many cores make a measurement contended: it is waited out and retried."""
+DEFAULT_CONFIGS = ("tf-b1", "tf-b8", "ct2-int8-b1", "ct2-int8-b8", "ct2-fp32-b1", "ct2-fp32-b8", "fw-int8")
+QUICK_CONFIGS = ("tf-b8", "ct2-int8-b1", "ct2-int8-b8", "ct2-fp32-b8", "fw-int8")
 QUICK_IVR_COUNT = 4
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One audio file and its reference transcript."""
-
-    path: Path
-    reference: str
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,8 @@ class Measurement:
     passes: list[Pass]
     peak_rss_mb: float
     hypotheses: list[str]
+    engine: str = ""
+    """What the engine says it loaded (`info.backend`/`info.dtype`), to check the row is what it claims."""
 
     def __post_init__(self) -> None:
         # Rebuilt from JSON, the passes arrive as dicts.
@@ -137,24 +170,11 @@ class Job:
     repeats: int
 
 
-# --- clips -------------------------------------------------------------------------------------------
-
-
 def load_clips(clip_set: str, ivr_count: int) -> list[Clip]:
     """The clips of a set, in a fixed order, with their references."""
     if clip_set == "ivr":
-        return _ivr_clips(ivr_count)
-    entries = json.loads((TEST_DATA / "clips.json").read_text(encoding="utf-8"))["clips"]
-    entry = next(e for e in entries if e["name"] == clip_set)
-    return [Clip(path=TEST_DATA / entry["file"], reference=entry["text"])]
-
-
-def _ivr_clips(count: int) -> list[Clip]:
-    from tuned_whisper.datasets import load_utterances
-
-    if not IVR_DEV.is_dir():
-        raise SystemExit(f"the ivr-en dev split is not at {IVR_DEV}; drop 'ivr' from --clips or add it there")
-    return [Clip(path=u.audio_path, reference=u.text) for u in load_utterances(IVR_DEV)[:count]]
+        return ivr_clips(ivr_count)
+    return [fixture_clips()[clip_set]]
 
 
 # --- worker: one configuration, one clip set, in its own process -------------------------------------
@@ -163,19 +183,30 @@ def _ivr_clips(count: int) -> list[Clip]:
 class Runner(Protocol):
     """Transcribes a list of 16 kHz clips to their texts, in order."""
 
+    engine: str
+
     def transcribe_all(self, audios: Sequence[np.ndarray]) -> list[str]: ...
 
 
 class OursRunner:
     """tuned-whisper's engine; several clips go through `transcribe_many` so their windows share batches."""
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, config: Config, plain: bool) -> None:
         from tuned_whisper.config import EngineSettings, Settings
         from tuned_whisper.engine import load_transcriber
         from tuned_whisper.types import TranscribeOptions
 
-        engine = EngineSettings(device="cpu", batch_size=batch_size, num_threads=THREADS)
+        extra = {"vad_filter": False, "pack_short_audio": False} if plain else {}
+        engine = EngineSettings(
+            backend=config.backend,
+            quantization=config.quantization or "auto",
+            device="cpu",
+            batch_size=config.batch_size,
+            num_threads=THREADS,
+            **extra,
+        )
         self.transcriber = load_transcriber(Settings(engine=engine))
+        self.engine = f"{self.transcriber.info.backend} {self.transcriber.info.dtype}"
         self.options = TranscribeOptions(language=LANGUAGE)
 
     def transcribe_all(self, audios: Sequence[np.ndarray]) -> list[str]:
@@ -184,48 +215,34 @@ class OursRunner:
         return [t.text for t in self.transcriber.transcribe_many([(a, self.options) for a in audios])]
 
 
-class FasterWhisperRunner:
-    """faster-whisper on the source CTranslate2 weights, greedy, one clip after another."""
+class FasterWhisperAll:
+    """faster-whisper, one clip after another (its `WhisperModel` does not batch)."""
 
     def __init__(self, model_dir: Path, compute_type: str) -> None:
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(
-            str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=THREADS
-        )
+        self.runner = FasterWhisperRunner(model_dir, compute_type)
+        self.engine = f"faster-whisper {compute_type}"
 
     def transcribe_all(self, audios: Sequence[np.ndarray]) -> list[str]:
-        return [self._transcribe(audio) for audio in audios]
-
-    def _transcribe(self, audio: np.ndarray) -> str:
-        segments, _ = self.model.transcribe(
-            audio,
-            beam_size=1,
-            temperature=0,
-            language=LANGUAGE,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        return "".join(segment.text for segment in segments).strip()  # the generator does the work
+        return [self.runner.transcribe(audio) for audio in audios]
 
 
-def make_runner(config: Config, ct2_dir: Path | None) -> Runner:
-    if config.backend == "ours":
-        return OursRunner(config.batch_size)
+def make_runner(config: Config, ct2_dir: Path | None, plain: bool) -> Runner:
+    if config.backend != "faster-whisper":
+        return OursRunner(config, plain)
     if ct2_dir is None:
         raise SystemExit(f"{config.name} needs --ct2-dir (the parent process prepares it)")
-    return FasterWhisperRunner(ct2_dir, config.compute_type)
+    return FasterWhisperAll(ct2_dir, config.quantization)
 
 
 def run_worker(
-    config: Config, clip_set: str, repeats: int, ivr_count: int, ct2_dir: Path | None
+    config: Config, clip_set: str, repeats: int, ivr_count: int, ct2_dir: Path | None, plain: bool
 ) -> Measurement:
     """Load, warm up, then time `repeats` passes over the clip set; the peak RSS is read last."""
     from tuned_whisper.audio import decode_audio
 
     audios = [decode_audio(clip.path) for clip in load_clips(clip_set, ivr_count)]
     started = time.perf_counter()
-    runner = make_runner(config, ct2_dir)
+    runner = make_runner(config, ct2_dir, plain)
     load_s = time.perf_counter() - started
     runner.transcribe_all([audios[0][: WARMUP_S * SAMPLE_RATE]])
     passes: list[Pass] = []
@@ -244,48 +261,26 @@ def run_worker(
         passes=passes,
         peak_rss_mb=peak_rss_mb(),
         hypotheses=hypotheses,
+        engine=runner.engine,
     )
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes have spent busy since boot (the first line of /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy
-    busy = sum(int(value) for i, value in enumerate(fields[:8]) if i not in (3, 4))
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- parent: plan, spawn workers, report ---------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def ct2_model_dir(needed: bool) -> Iterator[Path | None]:
-    """A temporary CTranslate2 model directory holding the source weights of the embedded checkpoint."""
-    if not needed:
-        yield None
-        return
-    from tuned_whisper.checkpoint import SOURCES, export_ct2
-
-    with tempfile.TemporaryDirectory(prefix="tw-bench-ct2-") as tmp:
-        yield export_ct2(SOURCES["base"], Path(tmp))
-
-
-def spawn_worker(job: Job, ivr_count: int, ct2_dir: Path | None) -> Measurement:
+def spawn_worker(job: Job, args: argparse.Namespace, ct2_dir: Path | None) -> Measurement:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", job.config]
-    command += ["--clip-set", job.clip_set, "--repeats", str(job.repeats), "--ivr-count", str(ivr_count)]
+    command += ["--clip-set", job.clip_set, "--repeats", str(job.repeats), "--ivr-count", str(args.ivr_count)]
     if ct2_dir is not None:
         command += ["--ct2-dir", str(ct2_dir)]
-    print(f"  {job.config:8} on {job.clip_set:8} x{job.repeats} ...", end="", file=sys.stderr, flush=True)
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if args.plain:
+        command.append("--plain")
+    env = os.environ | CONFIGS[job.config].env
+    print(f"  {job.config:11} on {job.clip_set:8} x{job.repeats} ...", end="", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"\nworker {job.config} on {job.clip_set} failed:\n{done.stderr[-3000:]}")
-    fields = json.loads(done.stdout.strip().splitlines()[-1])
-    measurement = Measurement(**fields)
+    measurement = Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
     print(f" {measurement.wall_s:.2f} s", file=sys.stderr)
     return measurement
 
@@ -298,7 +293,7 @@ def measure(job: Job, args: argparse.Namespace, ct2_dir: Path | None) -> Measure
     attempts: list[Measurement] = []
     for _ in range(args.retries + 1):
         wait_until_quiet(args.quiet_wait)
-        attempts.append(spawn_worker(job, args.ivr_count, ct2_dir))
+        attempts.append(spawn_worker(job, args, ct2_dir))
         if contention(attempts[-1]) <= QUIET_CORES:
             break
         print(f"    others used {contention(attempts[-1]):.2f} cores meanwhile", file=sys.stderr)
@@ -310,20 +305,6 @@ def contention(measurement: Measurement) -> float:
     return measurement.best.others_cpu_s / measurement.wall_s
 
 
-def wait_until_quiet(limit_s: float) -> None:
-    """Wait (at most `limit_s`) until other processes leave the CPUs idle: on 2 cores they skew timings."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline and machine_load() > QUIET_CORES:
-        pass
-
-
-def machine_load(interval_s: float = 2.0) -> float:
-    """Cores busy machine-wide over the next `interval_s` seconds (this process sleeps meanwhile)."""
-    before = machine_busy_s()
-    time.sleep(interval_s)
-    return (machine_busy_s() - before) / interval_s
-
-
 def plan_jobs(configs: Sequence[str], clip_sets: Sequence[str], repeats: int, long_repeats: int) -> list[Job]:
     """Every configuration on every clip set; long sets get `long_repeats` timed runs."""
     return [
@@ -333,64 +314,39 @@ def plan_jobs(configs: Sequence[str], clip_sets: Sequence[str], repeats: int, lo
     ]
 
 
-def machine_lines() -> list[str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    versions = ", ".join(f"{name} {_version(name)}" for name in VERSIONED)
-    system = f"{platform.system()} {platform.machine()}"
-    return [
-        f"- machine: nproc {_nproc()} ({os.cpu_count()} CPUs online), {cpu}, {system}",
-        f"- python {platform.python_version()}; {versions}",
-        f"- threads: {THREADS} (torch set_num_threads, CTranslate2 cpu_threads); greedy, language en",
-    ]
-
-
-def _nproc() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def word_error_rate(measurement: Measurement, ivr_count: int) -> float:
     """Whisper-normalised corpus WER of the hypotheses against the set's references."""
-    from tuned_whisper.evaluation import score
-
     references = [clip.reference for clip in load_clips(measurement.clip_set, ivr_count)]
-    return score(references, measurement.hypotheses).wer_normalized
+    return normalised_wer(references, measurement.hypotheses)
 
 
 def table(measurements: Sequence[Measurement], ivr_count: int) -> str:
     header = (
         "| config | clip set | clips | audio s | load s | wall s (min of n) | RTF | x realtime "
-        f"| time vs {BASELINE} | peak RSS MB | WER (norm.) | cores used | others' load |"
+        f"| time vs {BASELINE} | speed vs {BASELINE} | peak RSS MB | WER (norm.) | cores used "
+        "| others' load |"
     )
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 14]
     baseline = {m.clip_set: m.wall_s for m in measurements if m.config == BASELINE}
     for m in measurements:
-        ratio = f"{m.wall_s / baseline[m.clip_set]:.2f}x" if m.clip_set in baseline else "-"
+        base = baseline.get(m.clip_set)
+        time_ratio = f"{m.wall_s / base:.2f}x" if base else "-"
+        speed_ratio = f"{base / m.wall_s:.2f}x" if base else "-"
         lines.append(
             f"| {m.config} | {m.clip_set} | {m.n_clips} | {m.audio_s:.1f} | {m.load_s:.1f} "
             f"| {m.wall_s:.2f} (n={len(m.passes)}) | {m.wall_s / m.audio_s:.3f} | {m.audio_s / m.wall_s:.1f} "
-            f"| {ratio} | {m.peak_rss_mb:.0f} | {word_error_rate(m, ivr_count) * 100:.1f}% "
+            f"| {time_ratio} | {speed_ratio} | {m.peak_rss_mb:.0f} "
+            f"| {word_error_rate(m, ivr_count) * 100:.1f}% "
             f"| {m.best.cpu_s / m.wall_s:.2f} | {m.best.others_cpu_s / m.wall_s:.2f} |"
         )
     return "\n".join(lines)
 
 
 def legend(measurements: Sequence[Measurement]) -> str:
-    names = dict.fromkeys(m.config for m in measurements)
-    return "\n".join(f"- {name}: {CONFIGS[name].description}" for name in names)
+    engines = {m.config: m.engine for m in measurements}
+    return "\n".join(
+        f"- {name}: {CONFIGS[name].description} (loaded: {engine})" for name, engine in engines.items()
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -402,19 +358,27 @@ def run_parent(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     jobs = plan_from_args(args)
     print("\n".join(machine_lines()))
+    engine = (
+        "VAD and packing off (--plain)"
+        if args.plain
+        else "engine defaults (VAD filter on, short-clip packing on)"
+    )
+    print(f"- tuned-whisper rows: {engine}; language forced to {LANGUAGE}")
     if "ivr" in args.clips:
         print(f"- ivr: the first {args.ivr_count} clips of {IVR_DEV}/metadata.csv (8 kHz telephone prompts)")
-    print(f"- load average before: {_load_average()}", flush=True)  # before the workers' progress lines
+    print(f"- load average before: {load_average()}", flush=True)  # before the workers' progress lines
     started = time.perf_counter()
     needs_ct2 = any(CONFIGS[job.config].backend == "faster-whisper" for job in jobs)
-    with ct2_model_dir(needs_ct2) as ct2_dir:
+    with ct2_model_dir() if needs_ct2 else contextlib.nullcontext() as ct2_dir:
         measurements = [measure(job, args, ct2_dir) for job in jobs]
-    print(f"- load average after: {_load_average()}; benchmark took {time.perf_counter() - started:.0f} s\n")
+    print(f"- load average after: {load_average()}; benchmark took {time.perf_counter() - started:.0f} s\n")
     print(table(measurements, args.ivr_count))
     print("\n" + legend(measurements))
     print(
-        f"- cores used: the worker's CPU time / wall time (at most {THREADS}); others' load: cores other "
-        f"processes kept busy meanwhile. Above {QUIET_CORES} the row's time is inflated by them."
+        f"- time vs {BASELINE}: wall s / {BASELINE}'s on the same set (2.00x = twice as slow); speed vs "
+        f"{BASELINE}: the inverse. cores used: the worker's CPU time / wall time (at most {THREADS}); "
+        f"others' load: cores other processes kept busy meanwhile. Above {QUIET_CORES} the row's time is "
+        "inflated by them."
     )
     if args.json:
         args.json.write_text(json.dumps([asdict(m) for m in measurements], indent=2), encoding="utf-8")
@@ -425,11 +389,6 @@ def plan_from_args(args: argparse.Namespace) -> list[Job]:
         return plan_jobs(args.configs or QUICK_CONFIGS, args.clips, 1, 1)
     configs = args.configs or DEFAULT_CONFIGS
     return plan_jobs(configs, args.clips, args.repeats, min(args.repeats, args.long_repeats))
-
-
-def _load_average() -> str:
-    """Other processes on a small machine skew timings; the load average shows whether they ran."""
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -448,7 +407,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--ivr-count", type=int, help=f"ivr-en dev clips in the batch (default 16; --quick {QUICK_IVR_COUNT})"
     )
     parser.add_argument(
-        "--quick", action="store_true", help=f"one run each, {' '.join(QUICK_CONFIGS)} (under 2 minutes)"
+        "--quick", action="store_true", help=f"one run each, {' '.join(QUICK_CONFIGS)} on jfk and 4 ivr clips"
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="tuned-whisper rows without VAD and short-clip packing"
     )
     parser.add_argument(
         "--quiet-wait", type=float, help="seconds to wait for idle CPUs before a worker (30; --quick 5)"
@@ -477,8 +439,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
+        config = CONFIGS[args.worker]
         measurement = run_worker(
-            CONFIGS[args.worker], args.clip_set, args.repeats, args.ivr_count, args.ct2_dir
+            config, args.clip_set, args.repeats, args.ivr_count, args.ct2_dir, args.plain
         )
         print(json.dumps(asdict(measurement)))
     else:

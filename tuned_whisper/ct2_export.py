@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -104,4 +105,16 @@ def cached_export(checkpoint: Path, quantization: str, cache_dir: Path, adapter:
     exported = read_export(target)
     if exported is not None and exported.get("source_sha256") == digest and (target / "model.bin").is_file():
         return target
+    if not _writable(cache_dir):  # e.g. a read-only image with a checkpoint mounted at run time
+        target = Path(tempfile.gettempdir()) / "tuned-whisper-ct2" / target.name
+        if (read_export(target) or {}).get("source_sha256") == digest:
+            return target
     return export_ctranslate2(checkpoint, target, quantization, adapter)
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)

@@ -13,7 +13,8 @@
 #   TORCH_INDEX_URL  auto (default): PyPI for gpu (its Linux wheels are the CUDA build), PyTorch's CPU
 #                    index for cpu; empty: pip's own configuration; anything else: that index
 #   CHECKPOINT_DIR   where the checkpoint goes (default ./checkpoint); one already there is kept unless it
-#                    was converted by an older version of the converter
+#                    was converted by an older version of the converter. Its CTranslate2 exports go to the
+#                    engine's cache (TW_ENGINE__CT2_CACHE_DIR, default ./.cache/ct2)
 set -euo pipefail
 
 step="${1:?usage: install.sh deps|app}"
@@ -59,6 +60,14 @@ PY
     "${pip[@]}" --no-deps -e .
     "$venv/bin/tuned-whisper" checkpoint build --if-missing --output "${CHECKPOINT_DIR:-checkpoint}"
     "$venv/bin/tuned-whisper" checkpoint info "${CHECKPOINT_DIR:-checkpoint}"
+    # The CTranslate2 backend's exports, baked so that the image starts without converting: int8 is the
+    # CPU default; the GPU image also gets float16 for TW_ENGINE__BACKEND=ctranslate2 on CUDA.
+    quantizations=(int8)
+    if [ "$variant" = gpu ]; then quantizations+=(float16); fi
+    for quantization in "${quantizations[@]}"; do
+      "$venv/bin/tuned-whisper" checkpoint export-ct2 --checkpoint "${CHECKPOINT_DIR:-checkpoint}" \
+        --quantization "$quantization" >/dev/null
+    done
     ;;
   *)
     echo "unknown step '$step' (deps or app)" >&2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from tests.unit.test_ct2_format import model_bin
 from tuned_whisper.checkpoint import (
+    DEFAULT_SOURCE,
     MODEL_FILES,
     PROVENANCE_FILE,
     SOURCES,
@@ -88,8 +91,22 @@ def test_reassemble_asks_for_a_reinstall_when_a_part_file_is_missing(fake_weight
 def test_packaged_sources_pin_a_sha256_and_their_distributions() -> None:
     for name, source in SOURCES.items():
         assert source.name == name
-        assert len(source.sha256) == 64 and int(source.sha256, 16) >= 0
+        assert re.fullmatch(r"[0-9a-f]{64}", source.sha256), f"{name}: not a lower-case hex sha256"
         assert source.distributions and source.parts
+
+
+def test_the_default_sources_pinned_sha256_is_that_of_its_installed_parts() -> None:
+    source = SOURCES[DEFAULT_SOURCE]
+    digest = hashlib.sha256()
+    for path in source.part_paths():
+        with path.open("rb") as part:
+            for block in iter(lambda: part.read(1 << 20), b""):
+                digest.update(block)
+
+    assert digest.hexdigest() == source.sha256
+    # The reinstall hint names these: each is an installed distribution that ships one of the parts.
+    shipped = {p.name for d in source.distributions for p in importlib.metadata.files(d) or []}
+    assert {path.name for path in source.part_paths()} <= shipped
 
 
 # build_checkpoint, on a tiny CTranslate2 Whisper (4-wide, one layer, Whisper's real vocabulary).

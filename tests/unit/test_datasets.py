@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import IVR_EN
+from tuned_whisper.cli import main
 from tuned_whisper.datasets import DatasetError, Utterance, load_utterances
-
-IVR_EN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ivr-en"
-needs_ivr_en = pytest.mark.skipif(not IVR_EN.is_dir(), reason=f"shared data set not found at {IVR_EN}")
 
 
 def _audiofolder(root: Path, metadata: str, clips: list[str], name: str = "metadata.csv") -> Path:
@@ -27,7 +26,6 @@ def _manifest(path: Path, records: list[dict[str, object]], clips: list[str]) ->
     return path
 
 
-@needs_ivr_en
 @pytest.mark.parametrize(("split", "count"), [("dev", 46), ("train", 383)])
 def test_reads_the_ivr_en_splits(split: str, count: int) -> None:
     utterances = load_utterances(IVR_EN / split)
@@ -36,13 +34,11 @@ def test_reads_the_ivr_en_splits(split: str, count: int) -> None:
     assert all(u.audio_path.is_file() and u.text for u in utterances)
 
 
-@needs_ivr_en
 def test_ivr_en_dev_ids_are_unique() -> None:
     # Not asserted for train: its metadata.csv lists at.flac and sorry.flac twice (one file each on disk).
     assert len({u.id for u in load_utterances(IVR_EN / "dev")}) == 46
 
 
-@needs_ivr_en
 def test_ivr_en_rows_keep_their_transcripts() -> None:
     by_id = {u.id: u for u in load_utterances(IVR_EN / "dev")}
 
@@ -53,7 +49,6 @@ def test_ivr_en_rows_keep_their_transcripts() -> None:
     )
 
 
-@needs_ivr_en
 def test_a_directory_of_splits_asks_for_one_split() -> None:
     with pytest.raises(DatasetError, match=r"splits dev, train; pass one split's directory"):
         load_utterances(IVR_EN)
@@ -159,5 +154,13 @@ def test_other_files_and_missing_paths_are_rejected(tmp_path: Path) -> None:
         load_utterances(tmp_path / "nowhere")
 
 
-def test_dataset_error_is_a_value_error() -> None:
-    assert issubclass(DatasetError, ValueError)
+def test_eval_on_a_broken_dataset_says_what_to_fix_and_exits_with_the_usage_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _audiofolder(tmp_path, "file_name,transcription\na.wav,hello\n", [])
+
+    # The dataset is checked before the model is loaded, so this needs no checkpoint; 2 is a usage error.
+    assert main(["eval", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "audio files not found" in error
+    assert str(folder / "a.wav") in error

@@ -3,6 +3,7 @@ without Docker, gcloud or a cluster."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import subprocess
@@ -165,6 +166,34 @@ def test_the_build_context_keeps_out_tests_outputs_and_venvs_but_not_what_the_im
     assert {"tests", "outputs", ".venv", ".git", "adapters"} <= set(ignored)
     for source in copied_sources():
         assert not any(source == p or source.startswith(p + "/") for p in ignored), source
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` out of the build context: it or a folder above it matches a pattern.
+
+    Patterns are anchored at the context root and the last match wins; `*` here also crosses `/`, which
+    errs towards "ignored".
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for line in patterns:
+        pattern = line.removeprefix("!").strip("/")
+        globs = {pattern, pattern.removeprefix("**/")}
+        if any(fnmatch.fnmatch(prefix, glob) for prefix in prefixes for glob in globs):
+            ignored = not line.startswith("!")
+    return ignored
+
+
+def test_the_ui_example_clips_are_in_the_build_context_and_copied_into_the_image() -> None:
+    ignored = ignore_patterns(".dockerignore")
+    assert dockerignored("tests/data/jfk.flac", ignored), "the test copies stay out of the image"
+    clips = sorted((PROJECT_ROOT / "tuned_whisper" / "assets" / "examples").glob("*.flac"))
+    assert [clip.name for clip in clips] == ["german_tts.flac", "jfk.flac"]
+    for clip in clips:
+        relative = clip.relative_to(PROJECT_ROOT).as_posix()
+        assert not dockerignored(relative, ignored), relative
+        assert any(relative.startswith(source + "/") for source in copied_sources()), relative
 
 
 @pytest.mark.parametrize("kept", ["checkpoint", "tests", "requirements-dev.txt"])

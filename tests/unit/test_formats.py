@@ -405,8 +405,16 @@ def test_write_transcript_refuses_a_stem_with_folders(tmp_path: Path) -> None:
 # --- language names ----------------------------------------------------------------------------
 
 
-def test_whisper_knows_one_hundred_languages_with_distinct_names() -> None:
-    assert len(LANGUAGE_NAMES) == len(set(LANGUAGE_NAMES.values())) == 100
+def test_every_language_token_of_the_packaged_model_has_a_distinct_name() -> None:
+    from tuned_whisper.checkpoint import DEFAULT_SOURCE, SOURCES
+
+    files = SOURCES[DEFAULT_SOURCE].files_path()
+    lang_ids = json.loads((files / "config.json").read_text(encoding="utf-8"))["lang_ids"]
+    added = json.loads((files / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    tokens = {token["id"]: token["content"] for token in added}
+    # In the token order: a language's position in the table is its token's offset past <|en|>.
+    assert [f"<|{code}|>" for code in LANGUAGE_NAMES][: len(lang_ids)] == [tokens[i] for i in lang_ids]
+    assert len(set(LANGUAGE_NAMES.values())) == len(LANGUAGE_NAMES)
     for code, name in LANGUAGE_NAMES.items():
         assert language_code(code) == language_code(name) == language_code(name.title()) == code
         assert language_name(code) == language_name(name.upper()) == name

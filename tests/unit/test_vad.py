@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.clips import JFK
+from tests.conftest import IVR_DEV
 from tuned_whisper.audio import SAMPLE_RATE, decode_audio
-from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.vad import (
     FRAME_SAMPLES,
     SpeechOnly,
@@ -21,10 +21,6 @@ from tuned_whisper.vad import (
     speech_probabilities,
     speech_spans,
 )
-
-# The ivr-en dev set: in the checkout once it is committed there, else beside it in shared/.
-_IVR_DEV_PLACES = (PROJECT_ROOT / "data" / "ivr-en" / "dev", PROJECT_ROOT.parent / "shared/data/ivr-en/dev")
-IVR_DEV = next((path for path in _IVR_DEV_PLACES if path.is_dir()), None)
 
 
 def seconds(samples: int) -> float:
@@ -112,8 +108,6 @@ def test_speech_probabilities(jfk: np.ndarray) -> None:
 
 
 def test_short_telephone_prompts_keep_their_speech() -> None:
-    if IVR_DEV is None:
-        pytest.skip("ivr-en dev set not found")
     for name in ("f.flac", "8.flac", "0.flac"):  # the shortest single words, 8 kHz originals
         audio = decode_audio(IVR_DEV / name)
         assert total_s(speech_spans(audio)) > 0.8 * seconds(audio.size), name

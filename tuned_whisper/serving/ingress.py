@@ -22,7 +22,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util import metrics
 
-from tuned_whisper.config import PROJECT_ROOT, Settings
+from tuned_whisper.config import Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.batching import WindowJob
 from tuned_whisper.engine.longform import LongForm
@@ -31,9 +31,6 @@ from tuned_whisper.serving.api import checkpoint_card, create_app
 from tuned_whisper.types import TranscribeOptions, Transcript
 
 logger = logging.getLogger("tuned_whisper.ingress")
-EXAMPLES = tuple(
-    PROJECT_ROOT / "tuned_whisper" / "assets" / "examples" / name for name in ("jfk.flac", "german_tts.flac")
-)
 LATENCY_BOUNDARIES = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
 
 
@@ -117,8 +114,7 @@ class GradioServer:
         if self.settings.serve.ui:
             from tuned_whisper.serving.ui import mount_ui
 
-            examples = [path for path in EXAMPLES if path.exists()]
-            mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s, examples=examples)
+            mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s)
         return app
 
     async def _track(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

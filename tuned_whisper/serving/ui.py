@@ -37,7 +37,7 @@ log = logging.getLogger("tuned_whisper.ui")
 AUTO_DETECT = "auto"
 TASKS: tuple[Task, ...] = ("transcribe", "translate")
 DOWNLOAD_FORMATS = ("srt", "vtt", "txt", "verbose_json")
-_CLIPS = PROJECT_ROOT / "tests" / "data"
+_CLIPS = PROJECT_ROOT / "tuned_whisper" / "assets" / "examples"  # package data: in the image too
 DEFAULT_EXAMPLES = (_CLIPS / "jfk.flac", _CLIPS / "german_tts.flac")
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "tuned-whisper-ui"
 """Per-request folders of download files; Gradio copies them into its own cache when it answers."""
