@@ -61,6 +61,15 @@ def test_a_video_file_is_transcribed_with_word_timestamps(client: Client, tmp_pa
     assert any(w["word"].strip(",.").lower() == "americans" for w in words)
 
 
+def test_silence_comes_back_as_no_text_and_no_segments(client: Client, tmp_path: Path) -> None:
+    import soundfile
+
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(25 * 16000, dtype=np.float32), 16000)
+    text, _, segments, _ = client.predict(audio=handle_file(silence), language="en", api_name="/transcribe")
+    assert text == "" and segments["data"] in ([], [[]], [["", "", ""]])
+
+
 def test_a_file_that_is_not_audio_is_refused_with_a_readable_error(client: Client, tmp_path: Path) -> None:
     notes = tmp_path / "notes.wav"
     notes.write_text("meeting notes, not a recording\n", encoding="utf-8")

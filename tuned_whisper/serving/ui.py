@@ -144,6 +144,8 @@ async def _run(
     transcript = await backend.transcribe(audio, options, _threadsafe(progress))
     took = time.perf_counter() - started
     log.info("ui %s file=%r audio_s=%.1f took_s=%.2f", options.task, name, transcript.duration, took)
+    if not transcript.text.strip():
+        gr.Info("No speech was found in this recording (silence or noise only).")
     files = await anyio.to_thread.run_sync(_write_downloads, transcript, _safe_stem(name))
     return transcript.text.strip(), _language_label(transcript), _segment_rows(transcript), files
 
