@@ -27,6 +27,10 @@ class FakeTokenizer:
 
     all_special_ids: Sequence[int] = (50257,)
 
+    def convert_tokens_to_ids(self, token: str) -> int:
+        assert token == "<|0.00|>"
+        return VOCAB.timestamp_begin
+
     def decode(self, tokens: Sequence[int], skip_special_tokens: bool = True) -> str:
         return "".join(f" w{t - WORD}" for t in tokens if WORD <= t < VOCAB.eot)
 
@@ -255,3 +259,30 @@ def test_runner_errors_reach_every_request_of_the_batch() -> None:
 
     with pytest.raises(RuntimeError, match="fell over"):
         engine(Broken()).transcribe_many([(speech(1, 1), TranscribeOptions(language="en"))] * 2)
+
+
+def test_a_last_window_that_stops_early_has_its_rest_decoded_and_appended() -> None:
+    """Whisper may end the last window with a lone timestamp while speech follows: the rest is decoded."""
+    from tuned_whisper.engine.longform import append_decoded, last_time
+
+    decoder = FakeDecoder()
+    early = Decoded(
+        tokens=np.asarray([VOCAB.timestamp(0.0), WORD + 1, VOCAB.timestamp(2.0), VOCAB.timestamp(2.0)]),
+        avg_logprob=-0.2,
+        no_speech_prob=0.0,
+        temperature=0.0,
+        language="en",
+    )
+    assert last_time(early, decoder.tokenizer) == pytest.approx(2.0)
+    rest = Decoded(np.asarray([VOCAB.timestamp(0.0), WORD + 2, VOCAB.timestamp(1.5)]), -0.2, 0.0, 0.0, "en")
+    joined = append_decoded(early, rest, 2.0, decoder.tokenizer)
+    assert [
+        round((t - VOCAB.timestamp_begin) * 0.02, 2) for t in joined.tokens if t >= VOCAB.timestamp_begin
+    ] == [
+        0.0,
+        2.0,
+        2.0,
+        2.0,
+        3.5,
+    ]
+    assert decoder.tokenizer.decode(joined.tokens) == " w1 w2"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -14,7 +14,14 @@ import numpy as np
 from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.engine.batching import WindowJob
 from tuned_whisper.engine.segments import segments_from_chunks, segments_from_words
-from tuned_whisper.engine.windows import WINDOW_SAMPLES, Decoded, Window, merge_windows, split_windows
+from tuned_whisper.engine.windows import (
+    TIME_PRECISION_S,
+    WINDOW_SAMPLES,
+    Decoded,
+    Window,
+    merge_windows,
+    split_windows,
+)
 from tuned_whisper.languages import language_code
 from tuned_whisper.types import Segment, TranscribeOptions, Transcript, Word
 
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
     from tuned_whisper.engine.base import ProgressCallback
     from tuned_whisper.vad import SpeechOnly
 
+TAIL_SAMPLES = SAMPLE_RATE
+TAIL_RETRY_SAMPLES = SAMPLE_RATE  # speech left after the last window's last segment worth a decode
 MIN_SAMPLES = SAMPLE_RATE // 10
 """Audio shorter than 0.1 s (after the voice-activity filter) holds no word; it is not decoded."""
 
@@ -51,9 +60,11 @@ class LongForm:
         """The speech to decode, or None when the voice-activity filter is off."""
         if not self.engine.vad_filter:
             return None
-        from tuned_whisper.vad import keep_speech
+        from tuned_whisper.vad import VadSettings, keep_speech
 
-        return keep_speech(audio)
+        # Only silences over 3 s go, and 1 s of each stays: shorter joins changed Whisper's reading of the
+        # sonnets (normalised WER 9.7 % without VAD, 11.0 % at 2 s / 0.4 s, 9.7 % at 3 s / 1 s).
+        return keep_speech(audio, VadSettings(min_silence_ms=3000, speech_pad_ms=1000))
 
     async def transcribe(
         self,
@@ -66,7 +77,7 @@ class LongForm:
     ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         speech = await asyncio.to_thread(self.speech, audio) if self.engine.vad_filter else None
-        work = speech.audio if speech is not None else audio
+        work = audio if speech is None else _with_tail(speech.audio)
         language = language_code(options.language) if options.language else None
         if len(work) < MIN_SAMPLES:
             return Transcript(text="", language=language, duration=duration, task=options.task)
@@ -92,8 +103,63 @@ class LongForm:
             head = [await decode(windows[0], None, gate)]
             language = head[0].language
         rest = await asyncio.gather(*(decode(w, language, gate) for w in windows[len(head) :]))
-        transcript = build_transcript(self.tokenizer, windows, [*head, *rest], options, language, len(work))
+        decoded = [*head, *rest]
+        decoded[-1] = await self._finish_tail(windows[-1], decoded[-1], runner, job)
+        transcript = build_transcript(self.tokenizer, windows, decoded, options, language, len(work))
         return remap(transcript, speech, duration)
+
+    async def _finish_tail(
+        self, window: Window, decoded: Decoded, runner: WindowRunner, job: Callable[..., WindowJob]
+    ) -> Decoded:
+        """Whisper sometimes ends the last window early (a lone timestamp, then end-of-text) although
+        speech follows; no later window covers that, so the rest is decoded on its own and appended."""
+        end = last_time(decoded, self.tokenizer)
+        if end is None:
+            return decoded
+        rest = window.samples[round(end * SAMPLE_RATE) :]
+        if len(rest) < TAIL_RETRY_SAMPLES or not await asyncio.to_thread(_has_speech, rest):
+            return decoded
+        more = await runner.decode(job(Window(rest, (len(rest), 0, 0)), decoded.language))
+        if not len(more.tokens):
+            return decoded
+        return append_decoded(decoded, more, end, self.tokenizer)
+
+
+def last_time(decoded: Decoded, tokenizer: Any) -> float | None:
+    """Seconds of the decode's last timestamp token; None when it ends without one."""
+    first = tokenizer.convert_tokens_to_ids("<|0.00|>")
+    if not len(decoded.tokens) or int(decoded.tokens[-1]) < first:
+        return None
+    return (int(decoded.tokens[-1]) - first) * TIME_PRECISION_S
+
+
+def append_decoded(decoded: Decoded, more: Decoded, at: float, tokenizer: Any) -> Decoded:
+    """`more` (decoded from `at` seconds on) appended to `decoded`, its times shifted by `at`."""
+    first = tokenizer.convert_tokens_to_ids("<|0.00|>")
+    shift = round(at / TIME_PRECISION_S)
+    tokens = [int(t) + shift if int(t) >= first else int(t) for t in more.tokens]
+    times = None
+    if decoded.token_timestamps is not None and more.token_timestamps is not None:
+        times = np.concatenate([decoded.token_timestamps, np.asarray(more.token_timestamps) + at])
+    return dataclasses.replace(
+        decoded,
+        tokens=np.concatenate([decoded.tokens, np.asarray(tokens, dtype=np.int64)]),
+        token_timestamps=times,
+    )
+
+
+def _has_speech(audio: np.ndarray) -> bool:
+    from tuned_whisper.vad import speech_spans
+
+    return bool(speech_spans(audio))
+
+
+def _with_tail(speech: np.ndarray) -> np.ndarray:
+    """The VAD's speech and a second of silence: Whisper tends to drop a last segment that ends right at
+    the end of the audio (measured on the sonnets: 'warm when thou fields it cold' lost without it)."""
+    if len(speech) == 0:
+        return speech
+    return np.concatenate([speech, np.zeros(TAIL_SAMPLES, dtype=np.float32)])
 
 
 def build_transcript(

@@ -67,6 +67,8 @@ def build(members: Sequence[int], clips: Sequence[np.ndarray], gap: int) -> Pack
         offsets.append(position)
         pieces.append(np.asarray(clips[index], dtype=np.float32))
         position += len(clips[index])
+    # silence after the last clip too: Whisper tends to drop a last segment that ends at the window's edge
+    pieces.append(np.zeros(max(0, min(gap, WINDOW_SAMPLES - position)), dtype=np.float32))
     lengths = tuple(len(clips[i]) for i in members)
     return Pack(tuple(members), tuple(offsets), lengths, np.concatenate(pieces))
 
