@@ -128,3 +128,33 @@ def test_a_chunked_upload_gets_413_once_it_passes_the_limit_without_finishing(
     response = connection.getresponse()
     assert response.status == 413
     assert b"request_too_large" in response.read()
+
+
+def test_stream_true_yields_deltas_long_before_the_done_event(client: openai.OpenAI) -> None:
+    """A 106 s reading (five windows): text arrives window by window; the joined deltas are the text."""
+    import time
+
+    from tests.clips import SONNETS
+
+    started = time.perf_counter()
+    deltas: list[tuple[float, str]] = []
+    done = None
+    with SONNETS.path.open("rb") as audio:
+        stream = client.audio.transcriptions.create(model="whisper-1", file=audio, language="en", stream=True)
+        for event in stream:
+            if event.type == "transcript.text.delta":
+                deltas.append((time.perf_counter() - started, event.delta))
+            elif event.type == "transcript.text.done":
+                done = (time.perf_counter() - started, event)
+    assert done is not None and len(deltas) >= 3
+    finished, event = done
+    assert "".join(d for _, d in deltas) == event.text
+    assert SONNETS.missing_phrases(event.text) == []
+    assert deltas[0][0] < finished / 2, (deltas[0][0], finished)
+    assert event.usage.seconds == pytest.approx(SONNETS.duration, abs=0.01)
+
+
+def test_stream_true_with_subtitles_is_refused_and_errors_stay_in_openai_shape(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused, JFK.path.open("rb") as audio:
+        client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt", stream=True)
+    assert refused.value.body["param"] == "stream"  # type: ignore[index]

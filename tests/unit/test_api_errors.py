@@ -472,3 +472,30 @@ async def test_each_request_is_its_own_caller_without_keys_and_one_key_is_one_ca
         for _ in range(2):
             assert (await transcribe(client, headers={"Authorization": f"Bearer {KEY}"})).status_code == 200
     assert len(set(keyed.callers)) == 1 and KEY not in keyed.callers[0]
+
+
+async def test_a_failure_after_the_stream_began_is_an_error_event_not_a_dropped_connection() -> None:
+    from tuned_whisper.engine.longform import TextDelta
+
+    class FailsMidway(FakeBackend):
+        async def stream(self, audio: np.ndarray, options: TranscribeOptions, *, caller: str = "") -> Any:
+            yield TextDelta("Hello")
+            raise RuntimeError("replica died")
+
+    async with client_for(FailsMidway()) as client:
+        response = await transcribe(client, {"stream": "true"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[0] == {"type": "transcript.text.delta", "delta": "Hello"}
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "stream_failed"
+
+
+async def test_a_backend_without_streaming_still_answers_stream_true_in_one_delta(
+    backend: FakeBackend,
+) -> None:
+    async with client_for(backend) as client:
+        response = await transcribe(client, {"stream": "true", "response_format": "text"})
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert [e["type"] for e in events] == ["transcript.text.delta", "transcript.text.done"]
+    assert events[0]["delta"] == events[1]["text"] == TRANSCRIPT.text
+    assert events[1]["usage"] == {"type": "duration", "seconds": TRANSCRIPT.duration}

@@ -56,9 +56,11 @@ class CTranslate2Decoder:
     def __init__(self, checkpoint: str | Path, engine: EngineSettings, adapter: Path | None = None) -> None:
         import ctranslate2
         from transformers import WhisperFeatureExtractor, WhisperTokenizer
+        from transformers.utils import logging as hf_logging
 
         from tuned_whisper.ct2_export import cached_export
 
+        hf_logging.set_verbosity_error()  # the long-form merge warns about every open last segment
         device = ct2_device(engine.device)
         quantization = engine.quantization if engine.quantization != "auto" else default_quantization(device)
         checkpoint = Path(checkpoint)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -34,6 +35,13 @@ TAIL_SAMPLES = SAMPLE_RATE
 TAIL_RETRY_SAMPLES = SAMPLE_RATE  # speech left after the last window's last segment worth a decode
 MIN_SAMPLES = SAMPLE_RATE // 10
 """Audio shorter than 0.1 s (after the voice-activity filter) holds no word; it is not decoded."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of transcript text that is final (streamed before the whole transcript is ready)."""
+
+    text: str
 
 
 class WindowRunner(Protocol):
@@ -75,12 +83,35 @@ class LongForm:
         caller: str = "",
         progress: ProgressCallback | None = None,
     ) -> Transcript:
+        """The whole transcript, once every window is decoded."""
+        async for item in self.stream(audio, options, runner, caller=caller, progress=progress, eager=False):
+            if isinstance(item, Transcript):
+                return item
+        raise AssertionError("stream() ends with a Transcript")
+
+    async def stream(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        runner: WindowRunner,
+        *,
+        caller: str = "",
+        progress: ProgressCallback | None = None,
+        eager: bool = True,
+    ) -> AsyncIterator[TextDelta | Transcript]:
+        """Text as it becomes final, window by window in order, then the whole `Transcript`.
+
+        The deltas joined are the transcript's text. Windows are decoded concurrently (up to
+        `windows_in_flight`); a delta waits for the windows before it. `eager` decodes the first window
+        on its own, so that the first text comes after one window's time, not after the first batch's.
+        """
         duration = len(audio) / SAMPLE_RATE
         speech = await asyncio.to_thread(self.speech, audio) if self.engine.vad_filter else None
         work = audio if speech is None else _with_tail(speech.audio)
         language = language_code(options.language) if options.language else None
         if len(work) < MIN_SAMPLES:
-            return Transcript(text="", language=language, duration=duration, task=options.task)
+            yield Transcript(text="", language=language, duration=duration, task=options.task)
+            return
         windows = split_windows(work, self.engine.chunk_length_s, self.stride_s)
         packable = len(windows) == 1 and len(work) < WINDOW_SAMPLES
         done = 0
@@ -98,15 +129,32 @@ class LongForm:
             return decoded
 
         gate = asyncio.Semaphore(self.windows_in_flight)
-        head: list[Decoded] = []
-        if language is None:  # the first window's decode finds the language for the rest
-            head = [await decode(windows[0], None, gate)]
-            language = head[0].language
-        rest = await asyncio.gather(*(decode(w, language, gate) for w in windows[len(head) :]))
-        decoded = [*head, *rest]
+        decoded: list[Decoded] = []
+        if language is None or (eager and len(windows) > 1):  # the first window also finds the language
+            decoded.append(await decode(windows[0], None, gate))
+            language = decoded[0].language
+        tasks = [asyncio.create_task(decode(w, language, gate)) for w in windows[len(decoded) :]]
+        emitted = ""
+        try:
+            for task in [None, *tasks]:  # None: what was decoded before the tasks started
+                if task is not None:
+                    decoded.append(await task)
+                if decoded and len(decoded) < len(windows):
+                    stable = _stable_text(self.tokenizer, windows, decoded, options, language)
+                    if stable.startswith(emitted) and len(stable) > len(emitted):
+                        delta = stable[len(emitted) :]
+                        yield TextDelta(delta if emitted else delta.lstrip())
+                        emitted = stable
+        finally:
+            for pending in tasks:
+                pending.cancel()
         decoded[-1] = await self._finish_tail(windows[-1], decoded[-1], runner, job)
         transcript = build_transcript(self.tokenizer, windows, decoded, options, language, len(work))
-        return remap(transcript, speech, duration)
+        full = "".join(s.text for s in transcript.segments)
+        rest = full[len(emitted) :] if full.startswith(emitted) else ""
+        if rest.strip():
+            yield TextDelta(rest.lstrip() if not emitted else rest)
+        yield remap(transcript, speech, duration)
 
     async def _finish_tail(
         self, window: Window, decoded: Decoded, runner: WindowRunner, job: Callable[..., WindowJob]
@@ -123,6 +171,23 @@ class LongForm:
         if not len(more.tokens):
             return decoded
         return append_decoded(decoded, more, end, self.tokenizer)
+
+
+def _stable_text(
+    tokenizer: Any,
+    windows: Sequence[Window],
+    decoded: Sequence[Decoded],
+    options: TranscribeOptions,
+    language: str,
+) -> str:
+    """Text of the first decoded windows that no later window can change: segments ending in the last
+    decoded window's core (its right overlap is resolved against the next window)."""
+    prefix = windows[: len(decoded)]
+    merged = build_transcript(
+        tokenizer, prefix, decoded, options, language, prefix[-1].offset + len(prefix[-1].samples)
+    )
+    core_end = prefix[-1].core[1]
+    return "".join(s.text for s in merged.segments if s.end <= core_end)
 
 
 def last_time(decoded: Decoded, tokenizer: Any) -> float | None:

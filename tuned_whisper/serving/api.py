@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -33,6 +34,7 @@ from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
+from tuned_whisper.engine.longform import TextDelta
 from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.upload import (
@@ -195,8 +197,13 @@ async def _handle_audio(
     finally:
         await form.close()
     audio = await _decode(upload, settings.max_audio_s)
+    caller = caller_id(request, settings)
+    if upload.stream:
+        events = _events(backend, audio, upload.options, caller, request_id(request))
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     started = time.perf_counter()
-    transcript = await backend.transcribe(audio, upload.options, caller=caller_id(request, settings))
+    transcript = await backend.transcribe(audio, upload.options, caller=caller)
     log.info(
         "request_id=%s %s file=%r bytes=%d audio_s=%.1f format=%s language=%s took_s=%.2f",
         request_id(request),
@@ -209,6 +216,44 @@ async def _handle_audio(
         time.perf_counter() - started,
     )
     return _render(transcript, upload.response_format)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+async def _pieces(
+    backend: TranscribeBackend, audio: np.ndarray, options: TranscribeOptions, caller: str
+) -> AsyncIterator[TextDelta | Transcript]:
+    stream = getattr(backend, "stream", None)
+    if stream is None:  # a backend that only does whole files: one delta, then done
+        transcript = await backend.transcribe(audio, options, caller=caller)
+        if transcript.text:
+            yield TextDelta(transcript.text)
+        yield transcript
+        return
+    async for item in stream(audio, options, caller=caller):
+        yield item
+
+
+async def _events(
+    backend: TranscribeBackend, audio: np.ndarray, options: TranscribeOptions, caller: str, rid: str
+) -> AsyncIterator[bytes]:
+    """OpenAI's transcription stream: `transcript.text.delta` events in order, then one `...done`; an
+    error once the stream has begun is an `error` event (the status line has already gone out)."""
+    parts: list[str] = []
+    try:
+        async for item in _pieces(backend, audio, options, caller):
+            if isinstance(item, TextDelta):
+                parts.append(item.text)
+                yield _sse({"type": "transcript.text.delta", "delta": item.text})
+            else:
+                usage = {"type": "duration", "seconds": round(item.duration, 3)}
+                yield _sse({"type": "transcript.text.done", "text": "".join(parts), "usage": usage})
+    except Exception:
+        log.exception("request_id=%s stream failed", rid)
+        error = {"message": "transcription failed while streaming; retry", "type": "server_error"}
+        yield _sse({"type": "error", "error": {**error, "code": "stream_failed"}})
 
 
 def _model_object(backend: TranscribeBackend, settings: ApiSettings) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from ray.util import metrics
 from tuned_whisper.config import Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.batching import WindowJob
-from tuned_whisper.engine.longform import LongForm
+from tuned_whisper.engine.longform import LongForm, TextDelta
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
 from tuned_whisper.types import TranscribeOptions, Transcript
@@ -49,7 +49,9 @@ class RayBackend:
 
     def __init__(self, model: DeploymentHandle, settings: Settings) -> None:
         from transformers import WhisperTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()  # the long-form merge warns about every open last segment
         self.model = model
         self.settings = settings
         tokenizer = WhisperTokenizer.from_pretrained(str(settings.checkpoint))
@@ -86,14 +88,31 @@ class RayBackend:
         caller: str = "",
     ) -> Transcript:
         """The long-form path with the model replicas as its runner; `caller` scopes window packing."""
+        async for item in self.stream(audio, options, progress, caller=caller, eager=False):
+            if isinstance(item, Transcript):
+                return item
+        raise AssertionError("stream() ends with a Transcript")
+
+    async def stream(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback | None = None,
+        *,
+        caller: str = "",
+        eager: bool = True,
+    ) -> AsyncIterator[TextDelta | Transcript]:
+        """Final text as each window is decoded, then the `Transcript` (for `stream=true`)."""
         started = time.perf_counter()
         caller = caller or f"anonymous-{uuid.uuid4().hex}"
-        transcript = await self.longform.transcribe(
-            audio, options, self.runner, caller=caller, progress=progress
+        stream = self.longform.stream(
+            audio, options, self.runner, caller=caller, progress=progress, eager=eager
         )
-        self._latency.observe(time.perf_counter() - started)
-        self._audio.inc(transcript.duration)
-        return transcript
+        async for item in stream:
+            if isinstance(item, Transcript):
+                self._latency.observe(time.perf_counter() - started)
+                self._audio.inc(item.duration)
+            yield item
 
 
 @serve.ingress()

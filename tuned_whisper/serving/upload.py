@@ -42,6 +42,8 @@ class TranscriptionUpload:
     model: str | None
     response_format: ResponseFormat
     options: TranscribeOptions
+    stream: bool = False
+    """Send the text as server-sent events while it is decoded (json and text formats only)."""
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -150,6 +152,16 @@ def _word_timestamps(form: FormData, response_format: ResponseFormat) -> bool:
     return "word" in granularities
 
 
+def _stream(form: FormData, response_format: ResponseFormat) -> bool:
+    value = (_text(form, "stream") or "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise bad_request(f"stream must be true or false, got {value!r}", param="stream")
+    stream = value in ("true", "1")
+    if stream and response_format not in ("json", "text"):
+        raise bad_request("stream=true works with response_format json or text", param="stream")
+    return stream
+
+
 async def _file(form: FormData) -> tuple[str, bytes]:
     upload = form.get("file")
     if upload is None:
@@ -174,7 +186,8 @@ async def parse_upload(form: FormData, task: Task) -> TranscriptionUpload:
         temperature=_temperature(form),
         word_timestamps=_word_timestamps(form, response_format),
     )
-    return TranscriptionUpload(filename, data, _text(form, "model"), response_format, options)
+    stream = _stream(form, response_format)
+    return TranscriptionUpload(filename, data, _text(form, "model"), response_format, options, stream)
 
 
 def openapi_form(task: Task) -> dict[str, Any]:
@@ -185,6 +198,11 @@ def openapi_form(task: Task) -> dict[str, Any]:
         "prompt": {"type": "string"},
         "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+        "stream": {
+            "type": "boolean",
+            "default": False,
+            "description": "server-sent events as text is decoded",
+        },
         "timestamp_granularities[]": {"type": "array", "items": {"enum": list(GRANULARITIES)}},
     }
     if task == "transcribe":
