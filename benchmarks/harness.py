@@ -194,12 +194,13 @@ def quietly(
     Keeps the least contended attempt.
     """
     attempts: list[T] = []
-    for _ in range(retries + 1):
+    for attempt in range(retries + 1):
         wait_until_quiet(quiet_wait_s, server)
         attempts.append(measure())
         if others(attempts[-1]) <= QUIET_CORES:
             break
-        print(f" others used {others(attempts[-1]):.2f} cores meanwhile; again ...", end="", file=sys.stderr)
+        again = "; again ..." if attempt < retries else ""
+        print(f" others used {others(attempts[-1]):.2f} cores meanwhile{again}", end="", file=sys.stderr)
     return min(attempts, key=others)
 
 

@@ -292,7 +292,7 @@ def replica_peak_mb(server: psutil.Process) -> float:
 
 
 def batch_counts(client: httpx.Client, url: str) -> dict[int, int]:
-    """The model replica's batch-size histogram (windows per forward pass -> count) from `/metrics`."""
+    """The replica's batch histogram (window jobs per batch, before packing -> count) from `/metrics`."""
     text = client.get(f"{url}/metrics", timeout=60).text
     return {int(size): int(count) for size, count in re.findall(r'tw_batches\{size="(\d+)"\} (\d+)', text)}
 
@@ -458,7 +458,7 @@ def _ratio(ours: float, theirs: float) -> str:
 def table(configs: Sequence[Served], reference: Reference | None, plans: dict[int, list[Clip]]) -> str:
     header = (
         "| config | clients | requests | audio s | wall s | throughput (audio s/s) | ÷ fw | p50 s | ÷ fw "
-        "| p95 s | ÷ fw | WER norm. | − fw (points) | peak RSS MB | ÷ fw | errors | batches (size×count) "
+        "| p95 s | ÷ fw | WER norm. | − fw (points) | peak RSS MB | ÷ fw | errors | batches (jobs×count) "
         "| others' load |"
     )
     lines = [header, "|" + "---|" * 18]
@@ -581,6 +581,34 @@ def benchmark(args: argparse.Namespace) -> None:
     print(table(configs, reference, plans) + "\n")
     if reference is not None:
         print("\n".join(target_lines(configs, reference, plans)))
+    if args.json:
+        write_json(args.json, configs, reference, plans)
+
+
+def write_json(
+    path: Path, configs: Sequence[Served], reference: Reference | None, plans: dict[int, list[Clip]]
+) -> None:
+    """Every request's clip, latency and answer (and faster-whisper's), to look into WER differences."""
+    largest = plans[max(plans)]
+    data = {
+        "reference": None
+        if reference is None
+        else [
+            {"clip": c.name, "latency_s": t, "text": x, "reference": c.reference}
+            for c, t, x in zip(largest, reference.latencies, reference.texts, strict=False)
+        ],
+        "served": {
+            config.name: {
+                str(clients): [
+                    {"clip": o.clip.name, "latency_s": o.latency_s, "text": o.text, "error": o.error}
+                    for o in run.outcomes
+                ]
+                for clients, run in config.runs.items()
+            }
+            for config in configs
+        },
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -617,6 +645,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quiet-wait", type=float, help="seconds to wait for idle CPUs before a measurement (60; --quick 10)"
     )
     parser.add_argument("--no-reference", action="store_true", help="skip the faster-whisper reference")
+    parser.add_argument("--json", type=Path, help="also write every request's answer and latency here")
     parser.add_argument("--reference-worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.backends = args.backends or (["ctranslate2"] if args.quick else list(BACKENDS))

@@ -68,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode_flags(evaluate)
     _add_engine_flags(evaluate)
 
+    stream = subcommands.add_parser(
+        "stream", help="stream a file (or raw PCM on stdin) to a running server's realtime WebSocket"
+    )
+    stream.add_argument("file", help="audio or video file, or - for raw 16-bit PCM on stdin (see --rate)")
+    stream.add_argument("--url", default="ws://127.0.0.1:8080/v1/realtime", help="the realtime endpoint")
+    stream.add_argument("--api-key", help="the server's API key (default: $TW_API__API_KEY)")
+    stream.add_argument("--speed", type=float, default=1.0, help="times real time (default 1: live pace)")
+    stream.add_argument(
+        "--encoding", choices=["pcm16", "pcmu"], default="pcm16", help="what to send (pcmu: G.711 at 8 kHz)"
+    )
+    stream.add_argument("--rate", type=int, default=24000, choices=[24000, 16000, 8000], help="PCM16 rate")
+    stream.add_argument("--language", help="spoken language (default: detect each turn)")
+    stream.add_argument("--partials", action="store_true", help="also print partial text as it comes")
+
     checkpoint = subcommands.add_parser("checkpoint", help="build or describe the Whisper checkpoint")
     actions = checkpoint.add_subparsers(dest="action", required=True)
     build = actions.add_parser(
@@ -99,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transcribe": commands.transcribe,
         "eval": commands.evaluate,
         "checkpoint": commands.checkpoint,
+        "stream": commands.stream,
     }
     return handlers[args.command](args)
 

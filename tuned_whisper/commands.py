@@ -191,3 +191,33 @@ def _export_ct2(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(json.dumps({"output": str(written), **(read_export(written) or {})}, indent=2))
     return EXIT_OK
+
+
+def stream(args: argparse.Namespace) -> int:
+    """Send audio to `/v1/realtime` at `--speed` times real time; print each turn as it completes."""
+    import os
+
+    from tuned_whisper.live_client import LiveClientError, read_source, stream_to_server
+
+    try:
+        audio = read_source(args.file, stdin_rate=args.rate)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    api_key = args.api_key or os.environ.get("TW_API__API_KEY")
+    try:
+        for line in stream_to_server(
+            audio,
+            args.url,
+            api_key=api_key,
+            speed=args.speed,
+            encoding=args.encoding,
+            rate=args.rate,
+            language=args.language,
+            partials=args.partials,
+        ):
+            print(line, flush=True)
+    except LiveClientError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK

@@ -82,10 +82,12 @@ class ServeSettings(BaseModel):
     """Enables autoscaling on ongoing requests between `replicas` and this."""
     target_ongoing_requests: float = Field(default=16, gt=0)
     """Windows in flight per model replica that autoscaling aims for."""
-    max_batch_size: int = Field(default=8, ge=1)
-    """30 s windows from any requests decoded in one forward pass (live-tunable via user_config)."""
-    batch_wait_s: float = Field(default=0.1, ge=0)
-    """How long a replica waits to fill a batch."""
+    max_batch_size: int = Field(default=16, ge=1)
+    """Window jobs of any requests per batch (live-tunable via user_config); short ones are packed, so
+    bigger batches pack better even where stacking windows buys no speed (a CPU)."""
+    batch_wait_s: float = Field(default=0.0, ge=0)
+    """How long an idle replica waits for more jobs before it starts a batch (under load, jobs that
+    arrive during a forward pass form the next batch anyway)."""
     model_num_cpus: float = Field(default=1.0, gt=0)
     """Ray CPUs reserved per model replica (fractional on small machines)."""
     model_num_gpus: float | None = None
@@ -102,6 +104,27 @@ class ServeSettings(BaseModel):
     """On shutdown, how long replicas wait for in-flight requests to finish."""
 
 
+class RealtimeSettings(BaseModel):
+    """Live sessions on `/v1/realtime` (env vars `TW_REALTIME__<FIELD>`); limits are per ingress replica."""
+
+    max_sessions: int = Field(default=32, ge=1)
+    """Open sessions per ingress replica; one more is told to retry later (close code 1013)."""
+    max_session_s: float = Field(default=3600, gt=0)
+    """Longest session; then an error event and close code 1008."""
+    idle_timeout_s: float = Field(default=60, gt=0)
+    """A session with no message for this long is closed (code 1001)."""
+    max_buffer_s: float = Field(default=120, gt=0)
+    """Uncommitted audio held without server VAD; past it appends get an error until a commit."""
+    max_turn_s: float = Field(default=28, ge=5, le=30)
+    """A turn this long is cut at its quietest moment and continues as the next turn."""
+    partial_interval_s: float = Field(default=1.0, gt=0)
+    """How often an open turn is re-decoded for partial text (best-effort)."""
+    partial_slots: int = Field(default=2, ge=0)
+    """Partial decodes at once per ingress replica; beyond this, partials are skipped (finals first)."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    """Largest client message (base64 audio of one append)."""
+
+
 class Settings(BaseSettings):
     """tuned-whisper settings. Defaults work offline on the embedded checkpoint."""
 
@@ -116,3 +139,4 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     api: ApiSettings = ApiSettings()
     serve: ServeSettings = ServeSettings()
+    realtime: RealtimeSettings = RealtimeSettings()

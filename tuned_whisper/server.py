@@ -87,8 +87,13 @@ def start(settings: Settings) -> None:
     import ray
     from ray import serve
 
+    from tuned_whisper.engine import resolve_backend
     from tuned_whisper.serving.app import APP_NAME, build_app
 
+    if resolve_backend(settings.engine.backend, settings.engine.device) == "ctranslate2":
+        from tuned_whisper.engine.ctranslate2_engine import prepare_export
+
+        prepare_export(settings.checkpoint, settings.engine, settings.adapter)
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=True)
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
     gpus = ray.cluster_resources().get("GPU", 0.0)

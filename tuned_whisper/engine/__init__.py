@@ -26,9 +26,9 @@ def resolve_backend(requested: str, device: str) -> str:
         return requested
     if device == "cpu":
         return "ctranslate2"
-    from tuned_whisper.engine.transformers_engine import resolve_device
+    from tuned_whisper.engine.ctranslate2_engine import ct2_cuda  # not torch: a CPU replica stays without it
 
-    return "transformers" if resolve_device(device) == "cuda" else "ctranslate2"
+    return "transformers" if ct2_cuda() else "ctranslate2"
 
 
 def load_decoder(settings: Settings) -> WindowDecoder:

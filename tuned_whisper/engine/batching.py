@@ -3,6 +3,7 @@ caller, Whisper's fallback rules applied. The model replica and the in-process r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import numpy as np
 from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.engine import packing
 from tuned_whisper.engine.base import WindowDecoder
-from tuned_whisper.engine.quality import DecodingRules, decode_with_fallback
+from tuned_whisper.engine.quality import DecodingRules, compression_ratio, decode_with_fallback
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.types import TranscribeOptions
 
@@ -114,8 +115,7 @@ def _decode_group(
     for pack, decoded in zip(packs, first[len(alone) :], strict=True):
         report.packed_clips += len(pack.members)
         report.packs.append(tuple(jobs[i].caller for i in pack.members))
-        trusted = not rules.needs_fallback(decoded) and not rules.is_silence(decoded)
-        shares = packing.unpack(pack, decoded, decoder.vocab, gap) if trusted else [None] * len(pack.members)
+        shares = _shares(decoder, pack, decoded, rules, gap)
         for i, share in zip(pack.members, shares, strict=True):
             attempts[i] = share
             report.unpacked_again += share is None
@@ -129,3 +129,21 @@ def _decode_group(
         first=[attempts.get(i) for i in order],
     )
     return final
+
+
+def _shares(
+    decoder: WindowDecoder, pack: packing.Pack, decoded: Decoded, rules: DecodingRules, gap: int
+) -> list[Decoded | None]:
+    """Each member's part of a packed decode, or None where it must be decoded alone. The pack's
+    log-probability and no-speech odds are judged for all; repetition clip by clip, since clips of one
+    caller often say the same thing (the same prompt twice gzips like a loop)."""
+    likely = rules.log_prob_threshold is None or decoded.avg_logprob >= rules.log_prob_threshold
+    if rules.is_silence(decoded) or not likely:
+        return [None] * len(pack.members)
+    shares: list[Decoded | None] = []
+    for share in packing.unpack(pack, decoded, decoder.vocab, gap):
+        if share is not None:
+            text = decoder.tokenizer.decode([int(t) for t in share.tokens], skip_special_tokens=True)
+            share = dataclasses.replace(share, compression_ratio=compression_ratio(text))
+        shares.append(None if share is None or rules.needs_fallback(share) else share)
+    return shares

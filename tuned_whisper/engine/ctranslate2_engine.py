@@ -8,13 +8,13 @@ no-speech probability and scores) and word alignment reuse that encoder output. 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuned_whisper.audio import SAMPLE_RATE
 from tuned_whisper.engine.base import ModelInfo
 from tuned_whisper.engine.quality import compression_ratio
 from tuned_whisper.engine.transformers_engine import available_cores, vocabulary
@@ -27,21 +27,35 @@ if TYPE_CHECKING:
 HOP = 160
 MAX_LENGTH = 448  # decoder positions
 SEED = 0
+CPU_STACK = 4
 
 
 def default_quantization(device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
+def resolve_quantization(engine: EngineSettings, device: str) -> str:
+    return engine.quantization if engine.quantization != "auto" else default_quantization(device)
+
+
+def prepare_export(checkpoint: Path, engine: EngineSettings, adapter: Path | None = None) -> Path:
+    """Make the export the replicas will load, before they start (so that they never import torch)."""
+    from tuned_whisper.ct2_export import cached_export
+
+    quantization = resolve_quantization(engine, ct2_device(engine.device))
+    return cached_export(Path(checkpoint), quantization, engine.ct2_cache_dir, adapter)
+
+
 def ct2_device(requested: str) -> str:
     if requested == "auto":
-        return "cuda" if _ct2_cuda() else "cpu"
-    if requested == "cuda" and not _ct2_cuda():
+        return "cuda" if ct2_cuda() else "cpu"
+    if requested == "cuda" and not ct2_cuda():
         raise RuntimeError("device 'cuda' was asked for but CTranslate2 sees no GPU; use --device cpu")
     return requested
 
 
-def _ct2_cuda() -> bool:
+def ct2_cuda() -> bool:
+    """Whether CTranslate2 sees a GPU (asked without importing torch)."""
     import ctranslate2
 
     try:
@@ -55,14 +69,15 @@ class CTranslate2Decoder:
 
     def __init__(self, checkpoint: str | Path, engine: EngineSettings, adapter: Path | None = None) -> None:
         import ctranslate2
-        from transformers import WhisperFeatureExtractor, WhisperTokenizer
+        from faster_whisper.feature_extractor import FeatureExtractor
+        from transformers import WhisperTokenizer
         from transformers.utils import logging as hf_logging
 
         from tuned_whisper.ct2_export import cached_export
 
         hf_logging.set_verbosity_error()  # the long-form merge warns about every open last segment
         device = ct2_device(engine.device)
-        quantization = engine.quantization if engine.quantization != "auto" else default_quantization(device)
+        quantization = resolve_quantization(engine, device)
         checkpoint = Path(checkpoint)
         model_dir = cached_export(checkpoint, quantization, engine.ct2_cache_dir, adapter)
         threads = engine.num_threads or available_cores()
@@ -71,7 +86,9 @@ class CTranslate2Decoder:
         )
         self.settings = engine
         self.tokenizer = WhisperTokenizer.from_pretrained(str(checkpoint))
-        self.features = WhisperFeatureExtractor.from_pretrained(str(checkpoint))
+        # numpy log-mel (no torch in this process): equal to the checkpoint's extractor to 1e-5
+        mels = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("num_mel_bins", 80)
+        self.features = FeatureExtractor(feature_size=mels)
         self.vocab = vocabulary(self.tokenizer)
         self.is_multilingual = bool(self.model.is_multilingual)
         self.sot = self.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
@@ -88,11 +105,16 @@ class CTranslate2Decoder:
     def _encode(self, windows: Sequence[np.ndarray]) -> Any:
         import ctranslate2
 
-        mel = self.features(
-            [np.asarray(w, dtype=np.float32) for w in windows], sampling_rate=SAMPLE_RATE, return_tensors="np"
-        ).input_features
+        mel = np.stack([self._mel(w) for w in windows])
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
         return self.model.encode(features, to_cpu=False)
+
+    def _mel(self, window: np.ndarray) -> np.ndarray:
+        """Log-mel of the window padded with silence to 30 s, as Transformers computes it."""
+        padded = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+        samples = np.asarray(window, dtype=np.float32)[:WINDOW_SAMPLES]
+        padded[: samples.size] = samples
+        return self.features(padded, padding=0)[:, : WINDOW_SAMPLES // HOP]
 
     def _languages(self, encoded: Any, count: int) -> list[tuple[str, float]]:
         if not self.is_multilingual:
@@ -118,6 +140,22 @@ class CTranslate2Decoder:
         return prompt
 
     def decode(
+        self,
+        windows: Sequence[np.ndarray],
+        languages: Sequence[str | None],
+        options: TranscribeOptions,
+        temperature: float,
+    ) -> list[Decoded]:
+        """On a CPU, `CPU_STACK` windows at a time: stacking more buys no speed there (the encoder is
+        compute-bound) and only holds more activations; a GPU takes the whole batch at once."""
+        step = CPU_STACK if self.info.device == "cpu" else max(len(windows), 1)
+        out: list[Decoded] = []
+        for start in range(0, len(windows), step):
+            part = slice(start, start + step)
+            out += self._decode(windows[part], languages[part], options, temperature)
+        return out
+
+    def _decode(
         self,
         windows: Sequence[np.ndarray],
         languages: Sequence[str | None],

@@ -4,13 +4,13 @@ replica does, and `Engine`, the synchronous `Transcriber` the CLI, the benchmark
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, WindowDecoder
-from tuned_whisper.engine.batching import Packing, WindowJob, decode_jobs
+from tuned_whisper.engine.batching import BatchReport, Packing, WindowJob, decode_jobs
 from tuned_whisper.engine.longform import LongForm
 from tuned_whisper.engine.quality import DecodingRules
 from tuned_whisper.engine.windows import WINDOW_SAMPLES, Decoded
@@ -27,13 +27,29 @@ def packing_from(engine: EngineSettings, *, across_callers: bool = False) -> Pac
 
 
 class LocalRunner:
-    """Collects the windows that requests in this event loop send and decodes them `batch_size` at once."""
+    """Continuous batching: window jobs sent while a batch decodes wait, and all of them (up to
+    `batch_size`) form the next batch; an idle runner starts on a job at once (after `wait_s`).
 
-    def __init__(self, decoder: WindowDecoder, engine: EngineSettings) -> None:
+    The model replica runs this too: on a 2-core CPU, `@serve.batch`'s timer closed batches before the
+    jobs that arrived during the previous forward pass were in its queue (batches of 1-2 at 16 clients),
+    which left nothing to pack.
+    """
+
+    def __init__(
+        self,
+        decoder: WindowDecoder,
+        engine: EngineSettings,
+        *,
+        packing: Packing | None = None,
+        wait_s: float = 0.0,
+        on_batch: Callable[[list[WindowJob], BatchReport], None] | None = None,
+    ) -> None:
         self.decoder = decoder
         self.batch_size = engine.batch_size
+        self.wait_s = wait_s
         self.rules = DecodingRules.from_settings(engine)
-        self.packing = packing_from(engine)
+        self.packing = packing if packing is not None else packing_from(engine)
+        self.on_batch = on_batch
         self._pending: list[tuple[WindowJob, asyncio.Future[Decoded]]] = []
         self._worker: asyncio.Task[None] | None = None
 
@@ -45,18 +61,27 @@ class LocalRunner:
         return await future
 
     async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let every request that is starting queue its windows first
+        await asyncio.sleep(self.wait_s)  # let every request that is starting queue its windows first
         while self._pending:
             batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+            batch = [(job, future) for job, future in batch if not future.done()]  # callers that left
             jobs = [job for job, _ in batch]
+            report = BatchReport()
             try:
-                outputs = await asyncio.to_thread(decode_jobs, self.decoder, jobs, self.rules, self.packing)
+                outputs = await asyncio.to_thread(
+                    decode_jobs, self.decoder, jobs, self.rules, self.packing, report
+                )
             except Exception as exc:  # every request in the batch learns why
                 for _, future in batch:
-                    future.set_exception(exc)
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
+            if self.on_batch is not None:
+                self.on_batch(jobs, report)
             for (_, future), output in zip(batch, outputs, strict=True):
-                future.set_result(output)
+                if not future.done():
+                    future.set_result(output)
+            await asyncio.sleep(0)  # requests that arrived meanwhile join the next batch
 
 
 class Engine:

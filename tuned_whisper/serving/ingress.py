@@ -28,6 +28,7 @@ from tuned_whisper.engine.batching import WindowJob
 from tuned_whisper.engine.longform import LongForm, TextDelta
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
+from tuned_whisper.serving.realtime import RealtimeEndpoint, add_realtime_route
 from tuned_whisper.types import TranscribeOptions, Transcript
 
 logger = logging.getLogger("tuned_whisper.ingress")
@@ -124,12 +125,14 @@ class GradioServer:
         self.settings = Settings.model_validate(settings)
         self.model = model
         self.backend = RayBackend(model, self.settings)
+        self.realtime = RealtimeEndpoint(self.backend, self.settings.api, self.settings.realtime)
         self.in_flight = 0
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(self.backend, self.settings.api)
         app.middleware("http")(self._track)
         app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
+        add_realtime_route(app, self.realtime)
         if self.settings.serve.ui:
             from tuned_whisper.serving.ui import mount_ui
 
@@ -173,4 +176,7 @@ class GradioServer:
             f'tw_batches{{size="{size}"}} {count}' for size, count in sorted(stats["batch_sizes"].items())
         ]
         lines += ["# TYPE tw_audio_seconds counter", f"tw_audio_seconds {stats['audio_seconds']:.3f}"]
+        lines += ["# TYPE tw_windows_decoded counter", f"tw_windows_decoded {stats['windows']}"]
+        lines += ["# TYPE tw_packed_clips counter", f"tw_packed_clips {stats['packed_clips']}"]
+        lines += ["# TYPE tw_realtime_sessions gauge", f"tw_realtime_sessions {self.realtime.registry.open}"]
         return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """`WhisperASR`: the model deployment. It only runs a `WindowDecoder`: window jobs in, decodes out.
 
-Windows from any number of concurrent requests are gathered by `@serve.batch` and go through the
-engine's `decode_jobs` (grouped by options, short clips of one caller packed, Whisper's fallback
-rules). Batch size and wait are live-tunable through `user_config`.
+Window jobs from any number of concurrent requests are batched continuously (the engine's `LocalRunner`:
+the jobs that arrive while a batch decodes form the next one) and go through `decode_jobs` (grouped by
+options, short clips of one caller packed, Whisper's fallback rules). Batch size and the idle wait are
+live-tunable through `user_config`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray import serve
 from ray.util import metrics
 
 from tuned_whisper.audio import SAMPLE_RATE
-from tuned_whisper.engine.batching import BatchReport, WindowJob, decode_jobs
+from tuned_whisper.engine.batching import BatchReport, WindowJob
 from tuned_whisper.engine.windows import Decoded
 
 logger = logging.getLogger("tuned_whisper.model")
@@ -39,8 +39,7 @@ class WhisperASR:
     ) -> None:
         from tuned_whisper.config import EngineSettings, Settings
         from tuned_whisper.engine import load_decoder
-        from tuned_whisper.engine.local import packing_from
-        from tuned_whisper.engine.quality import DecodingRules
+        from tuned_whisper.engine.local import LocalRunner, packing_from
 
         settings = Settings(
             checkpoint=Path(checkpoint),
@@ -48,8 +47,12 @@ class WhisperASR:
             engine=EngineSettings(**engine),
         )
         self.decoder = load_decoder(settings)
-        self.rules = DecodingRules.from_settings(settings.engine)
-        self.packing = packing_from(settings.engine, across_callers=pack_across_callers)
+        self.runner = LocalRunner(
+            self.decoder,
+            settings.engine,
+            packing=packing_from(settings.engine, across_callers=pack_across_callers),
+            on_batch=self._record,
+        )
         self.batch_sizes: Counter[int] = Counter()
         self.audio_seconds = 0.0
         self.windows = 0
@@ -62,16 +65,12 @@ class WhisperASR:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with `user_config` at start and on every config change, without a restart."""
-        self.decode.set_max_batch_size(int(user_config.get("max_batch_size", 8)))
-        self.decode.set_batch_wait_timeout_s(float(user_config.get("batch_wait_s", 0.1)))
+        self.runner.batch_size = int(user_config.get("max_batch_size", 16))
+        self.runner.wait_s = float(user_config.get("batch_wait_s", 0.0))
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.1)
-    async def decode(self, jobs: list[WindowJob]) -> list[Decoded]:
-        """Decode a batch of window jobs (any requests); runs the model off the event loop."""
-        report = BatchReport()
-        outputs = await asyncio.to_thread(decode_jobs, self.decoder, jobs, self.rules, self.packing, report)
-        self._record(jobs, report)
-        return outputs
+    async def decode(self, job: WindowJob) -> Decoded:
+        """One window job; jobs of any requests that wait together are decoded in one batch."""
+        return await self.runner.decode(job)
 
     def _record(self, jobs: list[WindowJob], report: BatchReport) -> None:
         seconds = sum(len(j.samples) for j in jobs) / SAMPLE_RATE

@@ -30,6 +30,7 @@ from tuned_whisper.engine.base import ProgressCallback
 from tuned_whisper.formats import format_timestamp, to_milliseconds, write_transcript
 from tuned_whisper.languages import LANGUAGE_NAMES, language_code, language_name
 from tuned_whisper.serving.api import TranscribeBackend
+from tuned_whisper.serving.ui_live import live_tab
 from tuned_whisper.types import Task, TranscribeOptions, Transcript
 
 log = logging.getLogger("tuned_whisper.ui")
@@ -279,13 +280,16 @@ def build_ui(
         title="tuned-whisper", analytics_enabled=False, delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)
     ) as demo:
         gr.Markdown(_header(backend), elem_classes="tw-header")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                audio, media = _inputs(examples)
-                language, task, words = _option_controls()
-                button = gr.Button("Transcribe", variant="primary", elem_id="tw-transcribe")
-            with gr.Column(scale=7):
-                outputs = _outputs()
+        with gr.Tabs():
+            with gr.Tab("File", elem_id="tw-tab-file"), gr.Row(equal_height=False):
+                with gr.Column(scale=5):
+                    audio, media = _inputs(examples)
+                    language, task, words = _option_controls()
+                    button = gr.Button("Transcribe", variant="primary", elem_id="tw-transcribe")
+                with gr.Column(scale=7):
+                    outputs = _outputs()
+            with gr.Tab("Live", elem_id="tw-tab-live"):
+                live_tab(backend)
         button.click(
             _transcribe_fn(backend, max_audio_s),
             inputs=[audio, media, language, task, words],
