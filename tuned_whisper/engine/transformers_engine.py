@@ -221,6 +221,8 @@ class TransformersDecoder:
 
         languages = kwargs.get("language") or ["en"] * len(rows)
         prefixes = [self._prefix(lang, kwargs) for lang in languages]
+        limit = self.model.config.max_target_positions  # a row that filled the decoder loses its tail here
+        rows = [r[: max(0, limit - len(p) - 1)] for p, r in zip(prefixes, rows, strict=True)]
         sequences = [p + r + [self.vocab.eot] for p, r in zip(prefixes, rows, strict=True)]
         width = max(len(s) for s in sequences)
         padded = torch.full((len(rows), width), self.vocab.eot, dtype=torch.long, device=self.model.device)
