@@ -197,7 +197,8 @@ class TransformersDecoder:
     def _span(self, row: list[int]) -> slice:
         """Where the generated ids are: after the forced start tokens, before the first end-of-text."""
         eot, first_timestamp = self.vocab.eot, self.vocab.timestamp_begin
-        start = 0
+        sot = self.model.generation_config.decoder_start_token_id
+        start = row.index(sot) + 1 if sot in row else 0  # a prompt (<|startofprev|> ...) comes before it
         while start < len(row) and eot < row[start] < first_timestamp:
             start += 1
         end = row.index(eot, start) if eot in row[start:] else len(row)
