@@ -44,6 +44,14 @@ class TextDelta:
     text: str
 
 
+async def final(items: AsyncIterator[TextDelta | Transcript]) -> Transcript:
+    """The `Transcript` a stream ends with (its deltas are dropped)."""
+    async for item in items:
+        if isinstance(item, Transcript):
+            return item
+    raise AssertionError("a transcript stream ends with a Transcript")
+
+
 class WindowRunner(Protocol):
     """Where windows are decoded: a batcher in this process, or the model replicas."""
 
@@ -84,10 +92,7 @@ class LongForm:
         progress: ProgressCallback | None = None,
     ) -> Transcript:
         """The whole transcript, once every window is decoded."""
-        async for item in self.stream(audio, options, runner, caller=caller, progress=progress, eager=False):
-            if isinstance(item, Transcript):
-                return item
-        raise AssertionError("stream() ends with a Transcript")
+        return await final(self.stream(audio, options, runner, caller=caller, progress=progress, eager=False))
 
     async def stream(
         self,

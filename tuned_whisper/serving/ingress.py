@@ -25,7 +25,7 @@ from ray.util import metrics
 from tuned_whisper.config import Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.batching import WindowJob
-from tuned_whisper.engine.longform import LongForm, TextDelta
+from tuned_whisper.engine.longform import LongForm, TextDelta, final
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
 from tuned_whisper.serving.realtime import RealtimeEndpoint, add_realtime_route
@@ -89,10 +89,7 @@ class RayBackend:
         caller: str = "",
     ) -> Transcript:
         """The long-form path with the model replicas as its runner; `caller` scopes window packing."""
-        async for item in self.stream(audio, options, progress, caller=caller, eager=False):
-            if isinstance(item, Transcript):
-                return item
-        raise AssertionError("stream() ends with a Transcript")
+        return await final(self.stream(audio, options, progress, caller=caller, eager=False))
 
     async def stream(
         self,
