@@ -120,7 +120,8 @@ class RealtimeSettings(BaseModel):
     partial_interval_s: float = Field(default=1.0, gt=0)
     """How often an open turn is re-decoded for partial text (best-effort)."""
     partial_slots: int = Field(default=2, ge=0)
-    """Partial decodes at once per ingress replica; beyond this, partials are skipped (finals first)."""
+    """Partial decodes at once per ingress replica (0: none); beyond this, or while any session's final is
+    being decoded, partials are skipped (finals first)."""
     max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     """Largest client message (base64 audio of one append)."""
 

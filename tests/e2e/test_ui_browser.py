@@ -58,7 +58,7 @@ def test_a_bad_file_gets_a_readable_error_and_the_next_file_works(ui_page: Page,
 
     ui_page.get_by_text(GERMAN.path.name, exact=True).click()  # one of the example clips
     # The example has loaded once the player shows its length (8.5 s: 0:08 or 0:09); a click before races.
-    expect(ui_page.locator("#tw-audio")).to_contain_text(re.compile(r"0:0[89]"), timeout=30_000)
+    expect(ui_page.locator("#tw-audio")).to_contain_text(re.compile(r"0:0[89]"), timeout=90_000)
     transcribe(ui_page)
     expect(ui_page.locator("#tw-language textarea")).to_have_value("German", timeout=TRANSCRIBE_TIMEOUT_MS)
     expect(ui_page.locator("#tw-transcript textarea")).to_have_value(re.compile("Termin"))

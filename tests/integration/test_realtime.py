@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -205,3 +206,49 @@ def test_a_wrong_key_is_refused_at_the_handshake(served_app: str) -> None:
     url = served_app.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
     with pytest.raises(InvalidStatus), connect(url, additional_headers={"Authorization": "Bearer wrong"}):
         pass
+
+
+def test_a_browser_opens_a_session_with_a_short_lived_client_secret(
+    client: openai.OpenAI, served_app: str
+) -> None:
+    """A web page cannot hold the API key: the page's server mints a client secret with the real client,
+    and the page connects with it as a subprotocol, as browsers do with OpenAI."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    secret = client.realtime.client_secrets.create(expires_after={"anchor": "created_at", "seconds": 60})
+    assert secret.value.startswith("ek_") and secret.expires_at > time.time()
+    url = served_app.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+    protocols = ["realtime", f"openai-insecure-api-key.{secret.value}"]
+    with connect(url, subprotocols=protocols) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "realtime"
+        assert json.loads(ws.recv(timeout=30))["type"] == "session.created"
+    forged = secret.value[:-4] + ("0000" if not secret.value.endswith("0000") else "1111")
+    for refused in (forged, "ek_1_abc_def", API_KEY + "x"):
+        with (
+            pytest.raises(InvalidStatus),
+            connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{refused}"]),
+        ):  # type: ignore[list-item]
+            pass
+    with pytest.raises(openai.BadRequestError):
+        client.realtime.client_secrets.create(expires_after={"anchor": "created_at", "seconds": 99999})
+
+
+def test_the_stream_command_prints_each_turn_of_a_file_and_fails_clearly(served_app: str) -> None:
+    import subprocess
+    import sys
+
+    url = served_app.replace("http://", "ws://") + "/v1/realtime"
+    command = [sys.executable, "-m", "tuned_whisper.cli", "stream", str(JFK.path), "--url", url]
+    done = subprocess.run(
+        [*command, "--speed", "4", "--api-key", API_KEY], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    turns = [re.fullmatch(r"\[(\d\d):(\d\d\.\d)\] (.+)", line) for line in done.stdout.splitlines() if line]
+    assert len(turns) >= 2 and all(turns), done.stdout  # "[mm:ss.s] text", a line a turn
+    starts = [60 * int(t[1]) + float(t[2]) for t in turns if t]
+    heard = " ".join(t[3] for t in turns if t).lower()
+    assert starts == sorted(starts) and starts[-1] > 5, done.stdout
+    assert "fellow americans" in heard and "for your country" in heard, done.stdout
+    refused = subprocess.run([*command, "--api-key", "wrong"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "key" in refused.stderr.lower(), refused.stderr

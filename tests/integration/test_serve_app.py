@@ -47,7 +47,10 @@ def test_eight_concurrent_requests_are_all_right_and_share_batches(served_app: s
         assert clip.missing_phrases(body["text"]) == []
     after = batch_counts(served_app)
     new_batches = {size: after.get(size, 0) - before.get(size, 0) for size in after}
-    assert sum(size * count for size, count in new_batches.items()) == 8  # one window per clip
+    jobs = sum(size * count for size, count in new_batches.items())
+    batches = sum(new_batches.values())
+    # At least one window job per clip (a last window Whisper ends early is read again), in fewer batches.
+    assert jobs >= 8 and batches < jobs
     assert max(size for size, count in new_batches.items() if count > 0) > 1
 
 

@@ -15,6 +15,7 @@ from tuned_whisper.streaming import (
     Committed,
     Completed,
     Delta,
+    LiveLoad,
     LiveSession,
     SessionLimits,
     SpeechStarted,
@@ -127,18 +128,36 @@ def test_partials_come_while_a_turn_is_open_with_a_stable_prefix() -> None:
 
 def test_partials_are_shed_while_the_process_is_busy() -> None:
     async def story() -> tuple[list[object], Scribe]:
-        slots = asyncio.Semaphore(1)
-        await slots.acquire()  # another session holds the only slot
+        load = LiveLoad(partial_slots=1, partials=1)  # another session holds the only slot
         scribe = Scribe()
-        session = LiveSession(scribe, partial_slots=slots)
+        session = LiveSession(scribe, load=load)
         await feed(session, decode_audio(SONNETS.path)[: 6 * SAMPLE_RATE])
         await asyncio.sleep(0.05)
-        slots.release()
+        load.partials = 0
         return await settle(session), scribe
 
     events, scribe = run(story())
     assert not [e for e in events if isinstance(e, Delta)]
     assert len(scribe.calls) == len([e for e in events if isinstance(e, Completed)])  # finals only
+
+
+def test_no_partial_is_decoded_while_another_session_waits_for_its_final() -> None:
+    async def story() -> tuple[list[object], list[object], Scribe]:
+        load = LiveLoad()
+        scribe = Scribe(delay_s=0.5)
+        talking, done = LiveSession(scribe, load=load), LiveSession(scribe, load=load, turn_detection=None)
+        speech = decode_audio(SONNETS.path)
+        await feed(done, speech[: 2 * SAMPLE_RATE])
+        done.commit()  # its final decodes for 0.5 s
+        await feed(talking, speech[2 * SAMPLE_RATE : 6 * SAMPLE_RATE])  # one turn, open 3.6 s: partials due
+        while done.finals:
+            await asyncio.sleep(0.01)
+        return await settle(talking), await settle(done), scribe
+
+    talking_events, done_events, scribe = run(story())
+    assert [type(e).__name__ for e in done_events] == ["Committed", "Completed"]
+    assert [type(e).__name__ for e in talking_events] == ["SpeechStarted"]  # the turn is still open
+    assert scribe.calls == [2.0]  # the final alone: the talking session's partial was shed
 
 
 def test_manual_commits_without_turn_detection_and_clear() -> None:
@@ -159,6 +178,28 @@ def test_manual_commits_without_turn_detection_and_clear() -> None:
     assert isinstance(events[0], Committed)  # the final decode may finish after the clear
     done = next(e for e in events if isinstance(e, Completed))
     assert done.audio_seconds == pytest.approx(3.0)
+
+
+def test_transcripts_come_in_the_order_spoken_even_when_a_later_turn_decodes_first() -> None:
+    class LongTurnsAreSlow(Scribe):
+        async def __call__(self, audio: np.ndarray, options: TranscribeOptions) -> str:
+            await asyncio.sleep(0.3 if audio.size > 2 * SAMPLE_RATE else 0.0)
+            return await super().__call__(audio, options)
+
+    async def story() -> list[object]:
+        session = LiveSession(LongTurnsAreSlow(), turn_detection=None)
+        speech = decode_audio(JFK.path)
+        await feed(session, speech[: 3 * SAMPLE_RATE])
+        session.commit()  # 3 s: its decode takes longer
+        await feed(session, speech[3 * SAMPLE_RATE : 4 * SAMPLE_RATE])
+        session.commit()  # 1 s: decoded first
+        return await settle(session)
+
+    events = run(story())
+    committed = [e.item_id for e in events if isinstance(e, Committed)]
+    done = [e for e in events if isinstance(e, Completed)]
+    assert [e.item_id for e in done] == committed
+    assert [e.audio_seconds for e in done] == [pytest.approx(3.0), pytest.approx(1.0)]
 
 
 def test_a_closed_session_cancels_its_decodes_and_frees_its_audio() -> None:

@@ -105,10 +105,16 @@ class Engine:
     async def _run(
         self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]], progress: ProgressCallback | None
     ) -> list[Transcript]:
+        # Every request's speech is found before any window is decoded, so that the first batches hold
+        # (and pack) all the short requests, not the ones whose filter happened to finish first.
+        speeches = await asyncio.gather(*(asyncio.to_thread(self.longform.speech, a) for a, _ in requests))
         runner = LocalRunner(self.decoder, self.settings)
         return list(
             await asyncio.gather(
-                *(self.longform.transcribe(a, o, runner, progress=progress) for a, o in requests)
+                *(
+                    self.longform.transcribe(a, o, runner, progress=progress, speech=s)
+                    for (a, o), s in zip(requests, speeches, strict=True)
+                )
             )
         )
 

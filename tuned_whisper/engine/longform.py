@@ -90,9 +90,12 @@ class LongForm:
         *,
         caller: str = "",
         progress: ProgressCallback | None = None,
+        speech: SpeechOnly | None = None,
     ) -> Transcript:
         """The whole transcript, once every window is decoded."""
-        return await final(self.stream(audio, options, runner, caller=caller, progress=progress, eager=False))
+        return await final(
+            self.stream(audio, options, runner, caller=caller, progress=progress, eager=False, speech=speech)
+        )
 
     async def stream(
         self,
@@ -103,15 +106,18 @@ class LongForm:
         caller: str = "",
         progress: ProgressCallback | None = None,
         eager: bool = True,
+        speech: SpeechOnly | None = None,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Text as it becomes final, window by window in order, then the whole `Transcript`.
 
         The deltas joined are the transcript's text. Windows are decoded concurrently (up to
         `windows_in_flight`); a delta waits for the windows before it. `eager` decodes the first window
         on its own, so that the first text comes after one window's time, not after the first batch's.
+        `speech` is `self.speech(audio)` when the caller has already run the voice-activity filter.
         """
         duration = len(audio) / SAMPLE_RATE
-        speech = await asyncio.to_thread(self.speech, audio) if self.engine.vad_filter else None
+        if speech is None and self.engine.vad_filter:
+            speech = await asyncio.to_thread(self.speech, audio)
         work = audio if speech is None else _with_tail(speech.audio)
         language = language_code(options.language) if options.language else None
         if len(work) < MIN_SAMPLES:

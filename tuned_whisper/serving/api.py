@@ -36,6 +36,7 @@ from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.engine.longform import TextDelta
 from tuned_whisper.formats import MEDIA_TYPES, render
+from tuned_whisper.serving.client_secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, ClientSecrets
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.upload import (
     ResponseFormat,
@@ -164,6 +165,25 @@ def _api_key_check(keys: list[bytes]) -> Callable[..., Awaitable[None]]:
     return check
 
 
+async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, Any]:
+    ttl = DEFAULT_TTL_S
+    if await request.body():
+        try:
+            body = await request.json()
+            seconds = (body.get("expires_after") or {}).get("seconds", DEFAULT_TTL_S)
+        except (ValueError, AttributeError) as exc:
+            raise ApiError(400, "the body must be JSON such as {'expires_after': {'seconds': 600}}") from exc
+        if not isinstance(seconds, int) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
+            message = f"expires_after.seconds must be a whole number from {MIN_TTL_S} to {MAX_TTL_S}"
+            raise ApiError(400, message, param="expires_after.seconds")
+        ttl = seconds
+    minter = ClientSecrets.from_keys(_keys(settings))
+    if minter is None:  # an open server: any value works, as no key is checked
+        return {"value": "", "expires_at": int(time.time()) + ttl, "session": {"type": "transcription"}}
+    value, expires_at = minter.mint(ttl)
+    return {"value": value, "expires_at": expires_at, "session": {"type": "transcription"}}
+
+
 def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
     authorization = request.headers.get("authorization", "")
@@ -287,7 +307,13 @@ def create_api_router(backend: TranscribeBackend, settings: ApiSettings) -> APIR
             raise ApiError(404, message, param="model", code="model_not_found")
         return model
 
+    async def client_secrets(request: Request) -> dict[str, Any]:
+        """A short-lived key a browser may open realtime sessions with (OpenAI `realtime.client_secrets`);
+        `expires_after.seconds` sets its life (10 s to 2 h, 10 min by default)."""
+        return await _client_secret(request, settings)
+
     post = functools.partial(router.add_api_route, methods=["POST"], response_model=None)
+    post("/realtime/client_secrets", client_secrets)
     post("/audio/transcriptions", transcriptions, openapi_extra=openapi_form("transcribe"))
     post("/audio/translations", translations, openapi_extra=openapi_form("translate"))
     router.add_api_route("/models", list_models, methods=["GET"])

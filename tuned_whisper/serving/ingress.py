@@ -33,6 +33,7 @@ from tuned_whisper.types import TranscribeOptions, Transcript
 
 logger = logging.getLogger("tuned_whisper.ingress")
 LATENCY_BOUNDARIES = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600]
+LIVE_SECRET_TTL_S = 60  # the UI page connects right after asking; the session then lives on
 
 
 class RayRunner:
@@ -133,8 +134,13 @@ class GradioServer:
         if self.settings.serve.ui:
             from tuned_whisper.serving.ui import mount_ui
 
-            mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s)
+            mount_ui(app, self.backend, max_audio_s=self.settings.max_audio_s, live_secret=self._live_secret)
         return app
+
+    def _live_secret(self) -> str:
+        """A client secret for the UI's Live tab: the UI is open to whoever reaches it, and so is its tab."""
+        minter = self.realtime.client_secrets
+        return minter.mint(LIVE_SECRET_TTL_S)[0] if minter is not None else ""
 
     async def _track(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Count requests in flight; while draining, refuse new work (503) but finish what was accepted."""

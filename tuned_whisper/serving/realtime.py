@@ -26,6 +26,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from tuned_whisper.audio_formats import AudioFormat, decode_chunk
 from tuned_whisper.config import ApiSettings, RealtimeSettings
 from tuned_whisper.languages import language_code
+from tuned_whisper.serving.client_secrets import ClientSecrets
 from tuned_whisper.streaming import (
     Cleared,
     Committed,
@@ -33,6 +34,7 @@ from tuned_whisper.streaming import (
     Delta,
     Event,
     Failed,
+    LiveLoad,
     LiveSession,
     SessionLimits,
     SpeechStarted,
@@ -43,6 +45,7 @@ from tuned_whisper.types import TranscribeOptions, Transcript
 
 log = logging.getLogger("tuned_whisper.realtime")
 POLICY, GOING_AWAY, TRY_LATER = 1008, 1001, 1013
+KEY_SUBPROTOCOL = "openai-insecure-api-key."  # how browsers send a key (they cannot set headers)
 
 
 class Backend(Protocol):
@@ -246,18 +249,29 @@ class RealtimeEndpoint:
     def __init__(self, backend: Backend, api: ApiSettings, settings: RealtimeSettings) -> None:
         self.backend = backend
         self.keys = [k.encode() for k in (api.api_key, *api.extra_api_keys) if k]
+        self.client_secrets = ClientSecrets.from_keys(self.keys)
         self.settings = settings
         self.registry = Registry()
-        self.partial_slots = asyncio.Semaphore(settings.partial_slots) if settings.partial_slots else None
+        self.load = LiveLoad(partial_slots=settings.partial_slots)
 
     def _authorized(self, websocket: WebSocket) -> str | None:
-        """The caller id, or None when keys are on and this one is missing or wrong."""
-        header = websocket.headers.get("authorization", "")
+        """The caller id, or None when keys are on and this one is missing or wrong.
+
+        The key comes as `Authorization: Bearer …` or, from a browser (which cannot set headers), as the
+        subprotocol `openai-insecure-api-key.<key>`, as OpenAI takes it; a client secret (`ek_…`, see
+        `client_secrets`) works in place of the key.
+        """
         if not self.keys:
             return f"realtime-{uuid.uuid4().hex}"
-        token = header.removeprefix("Bearer ").strip().encode()
-        if sum(secrets.compare_digest(token, key) for key in self.keys):
-            return "key-" + hashlib.sha256(header.encode()).hexdigest()[:16]
+        offered = [websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()]
+        offered += [
+            p.removeprefix(KEY_SUBPROTOCOL) for p in _subprotocols(websocket) if p.startswith(KEY_SUBPROTOCOL)
+        ]
+        for token in filter(None, offered):
+            if sum(secrets.compare_digest(token.encode(), key) for key in self.keys):
+                return "key-" + hashlib.sha256(f"Bearer {token}".encode()).hexdigest()[:16]
+            if self.client_secrets is not None and (caller := self.client_secrets.caller(token)):
+                return caller
         return None
 
     async def __call__(self, websocket: WebSocket) -> None:
@@ -265,7 +279,8 @@ class RealtimeEndpoint:
         if caller is None:
             await websocket.close(code=POLICY, reason="missing or incorrect API key")
             return
-        await websocket.accept()
+        # A browser that offered subprotocols drops a connection that picks none of them.
+        await websocket.accept(subprotocol="realtime" if "realtime" in _subprotocols(websocket) else None)
         intent = websocket.query_params.get("intent", "transcription")
         if intent != "transcription":
             await self._refuse(websocket, "unsupported_intent", "only intent=transcription is served", POLICY)
@@ -302,7 +317,7 @@ class Connection:
                 max_buffer_s=self.settings.max_buffer_s,
                 partial_interval_s=self.settings.partial_interval_s,
             ),
-            endpoint.partial_slots,
+            endpoint.load,
         )
         self.caller = caller
         self.send_lock = asyncio.Lock()
@@ -349,6 +364,8 @@ class Connection:
                 if time.monotonic() >= deadline:
                     message = f"the session reached its {self.settings.max_session_s:.0f} s limit"
                     await self._close("session_expired", message, POLICY)
+                elif self.session.finals or not self.session.events.empty():
+                    continue  # a client waiting for its last transcripts is not idle
                 else:
                     message = f"no message for {self.settings.idle_timeout_s:.0f} s"
                     await self._close("idle_timeout", message, GOING_AWAY)
@@ -410,6 +427,11 @@ class Connection:
             self.session.clear()
         else:
             raise ClientError("unknown_event", f"unknown event type {kind!r}", "type")
+
+
+def _subprotocols(websocket: WebSocket) -> list[str]:
+    header = websocket.headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
 
 
 def add_realtime_route(app: FastAPI, endpoint: RealtimeEndpoint) -> None:

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -269,8 +269,12 @@ def build_ui(
     max_audio_s: float,
     examples: Sequence[Path] | None = None,
     concurrency_limit: int = 16,
+    live_secret: Callable[[], str] = str,
 ) -> gr.Blocks:
     """The transcription UI over `backend`; `examples` defaults to the repository's clips where present.
+
+    The Live tab connects to `/v1/realtime` on the same server, with the key `live_secret()` mints (the
+    default, "", suits a server without API keys).
 
     `concurrency_limit` requests run at once (Gradio's default of 1 would serialise users and starve a
     batching backend). Theme and CSS are applied by `mount_ui`: Gradio 6 takes them at mount time.
@@ -289,7 +293,7 @@ def build_ui(
                 with gr.Column(scale=7):
                     outputs = _outputs()
             with gr.Tab("Live", elem_id="tw-tab-live"):
-                live_tab(backend)
+                live_tab(live_secret)
         button.click(
             _transcribe_fn(backend, max_audio_s),
             inputs=[audio, media, language, task, words],

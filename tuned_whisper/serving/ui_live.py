@@ -1,103 +1,52 @@
-"""The UI's Live tab: Gradio's streaming microphone feeding a `LiveSession`, the same path as the
-realtime WebSocket (server VAD turns, partial and final text from the batched model replicas)."""
+"""The UI's Live tab: the browser itself speaks the realtime protocol to `/v1/realtime`, the same path
+as any OpenAI realtime client (server VAD turns, partial and final text from the batched replicas).
+
+Gradio's streaming microphone is not used: its server keeps only the newest chunk of an event that is
+still running (the 100 ms chunks in between are dropped), so on a busy two-core machine a third to a half
+of the speech never reached the model. Here the page sends all of it over one WebSocket, as 24 kHz PCM
+in blocks of about 45 ms.
+A browser cannot hold the API key: the page asks its server for a short-lived client secret first.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
-from typing import Any
+import html
+from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
-from tuned_whisper.audio_formats import resample
-from tuned_whisper.serving.api import TranscribeBackend
-from tuned_whisper.streaming import Completed, Delta, LiveSession, SpeechStarted
-from tuned_whisper.types import TranscribeOptions
+from tuned_whisper.languages import LANGUAGE_NAMES
 
-STREAM_EVERY_S = 0.25
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-@dataclass
-class LiveView:
-    """One browser's live session and what it shows: finished turns, and the open turn's partial text."""
-
-    session: LiveSession
-    turns: dict[str, str] = field(default_factory=dict)
-    partial: dict[str, str] = field(default_factory=dict)
-
-    def drain(self) -> None:
-        while not self.session.events.empty():
-            event = self.session.events.get_nowait()
-            if isinstance(event, SpeechStarted):
-                self.partial[event.item_id] = ""
-            elif isinstance(event, Delta):
-                self.partial[event.item_id] = self.partial.get(event.item_id, "") + event.delta
-            elif isinstance(event, Completed):
-                self.partial.pop(event.item_id, None)
-                if event.transcript:
-                    self.turns[event.item_id] = event.transcript
-
-    def text(self) -> str:
-        lines = list(self.turns.values())
-        lines += [f"{text} …" for text in self.partial.values() if text.strip()]
-        return "\n".join(lines)
-
-
-def _samples(chunk: tuple[int, np.ndarray]) -> np.ndarray:
-    """Gradio's (rate, int16 or float array, maybe stereo) → float32 16 kHz mono."""
-    rate, data = chunk
-    audio = np.asarray(data)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    if np.issubdtype(audio.dtype, np.integer):
-        audio = audio.astype(np.float32) / 32768.0
-    return resample(audio.astype(np.float32), int(rate))
-
-
-def live_tab(backend: TranscribeBackend, language: gr.Dropdown | None = None) -> None:
-    """The Live tab's components and events, inside the caller's Blocks."""
-
-    async def transcribe(audio: np.ndarray, options: TranscribeOptions) -> str:
-        return (await backend.transcribe(audio, options)).text
-
-    def new_view(language_choice: str) -> LiveView:
-        chosen = None if language_choice in (None, "", "auto") else language_choice
-        return LiveView(LiveSession(transcribe, TranscribeOptions(language=chosen)))
-
-    async def step(chunk: tuple[int, np.ndarray] | None, view: LiveView | None, lang: str) -> tuple[str, Any]:
-        view = view or new_view(lang)
-        if chunk is not None and np.asarray(chunk[1]).size:
-            view.session.append(_samples(chunk))
-        view.drain()
-        return view.text(), view
-
-    async def stop(view: LiveView | None) -> tuple[str, None]:
-        if view is None:
-            return "", None
-        if view.session.turn is not None:
-            view.session.commit()
-        while view.session.finals:
-            await asyncio.sleep(0.1)
-        view.drain()
-        await view.session.close()
-        return view.text(), None
-
-    gr.Markdown("Speak: each turn is transcribed when you pause; partial text shows while you talk.")
-    mic = gr.Audio(
-        sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="tw-live-mic"
+def _page(languages: dict[str, str]) -> str:
+    options = '<option value="auto">Detect the language</option>' + "".join(
+        f'<option value="{code}">{html.escape(name.title())}</option>' for code, name in languages.items()
     )
-    text = gr.Textbox(label="Live transcript", lines=10, interactive=False, elem_id="tw-live-text")
-    state = gr.State(None)
-    chosen = language if language is not None else gr.State("auto")
-    mic.stream(
-        step,
-        inputs=[mic, state, chosen],
-        outputs=[text, state],
-        stream_every=STREAM_EVERY_S,
-        time_limit=3600,
-        concurrency_limit=32,
-        api_visibility="private",
-        show_progress="hidden",
+    return (
+        '<div class="tw-live-row">'
+        '<button class="tw-live-toggle" type="button">Start</button>'
+        f'<select class="tw-live-language" aria-label="Language">{options}</select>'
+        '<span class="tw-live-status" role="status">Press Start and speak: each turn is transcribed when '
+        "you pause; partial text shows while you talk.</span></div>"
+        '<div class="tw-live-text" id="tw-live-text" aria-label="Live transcript" aria-live="polite"></div>'
     )
-    mic.stop_recording(stop, inputs=[state], outputs=[text, state], api_visibility="private")
+
+
+def live_tab(live_secret: Callable[[], str]) -> gr.HTML:
+    """The Live tab's page inside the caller's Blocks; `live_secret` mints the key the page connects
+    with ("" where the server has no API key)."""
+
+    def secret(*_: object) -> str:  # Gradio passes the call's arguments (none here) as one list
+        return live_secret()
+
+    secret.__name__ = "live_secret"  # the name the page's script calls it by
+    return gr.HTML(
+        _page(LANGUAGE_NAMES),
+        css_template=(ASSETS / "live.css").read_text(encoding="utf-8"),
+        js_on_load=(ASSETS / "live.js").read_text(encoding="utf-8"),
+        server_functions=[secret],
+        elem_id="tw-live",
+    )

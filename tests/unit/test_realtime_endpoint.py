@@ -1,0 +1,52 @@
+"""The realtime WebSocket's own rules, over a slow stand-in model (the real one is in
+tests/integration/test_realtime.py): a client waiting for its transcripts is not idle."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.clips import JFK
+from tuned_whisper.audio import SAMPLE_RATE, decode_audio
+from tuned_whisper.audio_formats import encode_pcm16
+from tuned_whisper.config import ApiSettings, RealtimeSettings
+from tuned_whisper.serving.realtime import RealtimeEndpoint, add_realtime_route
+from tuned_whisper.types import TranscribeOptions, Transcript
+
+DECODE_S = 1.5
+IDLE_S = 0.5
+
+
+class SlowModel:
+    async def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: object = None, *, caller: str = ""
+    ) -> Transcript:
+        await asyncio.sleep(DECODE_S)  # a busy replica: longer than the idle timeout
+        return Transcript(text=f"{audio.size / SAMPLE_RATE:.1f} seconds", language="en", duration=0.0)
+
+
+def test_a_client_waiting_for_a_slow_transcript_gets_it_and_only_then_times_out() -> None:
+    app = FastAPI()
+    settings = RealtimeSettings(idle_timeout_s=IDLE_S)
+    add_realtime_route(app, RealtimeEndpoint(SlowModel(), ApiSettings(), settings))
+    audio = encode_pcm16(decode_audio(JFK.path)[: 2 * SAMPLE_RATE], 24000)
+    session = {"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+    with TestClient(app).websocket_connect("/v1/realtime?intent=transcription") as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        ws.send_json({"type": "session.update", "session": session})
+        ws.send_json({"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()})
+        ws.send_json({"type": "input_audio_buffer.commit"})
+        events = [ws.receive_json() for _ in range(4)]
+    types = [e["type"] for e in events]
+    assert types == [
+        "session.updated",
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.completed",
+        "error",
+    ]
+    assert events[2]["transcript"] == "2.0 seconds"
+    assert events[3]["error"]["code"] == "idle_timeout"
