@@ -47,6 +47,7 @@ import functools
 import json
 import math
 import random
+import re
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psutil
 
@@ -407,6 +409,10 @@ class Run:
     others_cores: float
     replica_peak_mb: float
     ingress_peak_mb: float
+    windows: int = 0
+    """Windows the replica decoded meanwhile (`tw_windows_decoded`): finals, partials, fallbacks."""
+    jobs: int = 0
+    batches: int = 0
 
     @property
     def n(self) -> int:
@@ -479,16 +485,34 @@ def deployment_peak_mb(server: psutil.Process, name: str) -> float:
     return max(peaks, default=0.0)
 
 
+def decode_counters(http_url: str) -> tuple[int, int, int]:
+    """(windows decoded, window jobs, batches) so far, from the app's `/metrics`."""
+    text = httpx.get(f"{http_url}/metrics", timeout=30).text
+    windows = re.search(r"^tw_windows_decoded (\d+)", text, re.MULTILINE)
+    batches = [
+        (int(size), int(count)) for size, count in re.findall(r'tw_batches\{size="(\d+)"\} (\d+)', text)
+    ]
+    jobs = sum(size * count for size, count in batches)
+    return (int(windows[1]) if windows else 0), jobs, sum(count for _, count in batches)
+
+
 def measure(ws_url: str, server: psutil.Process, streams: Sequence[Stream], seed: int) -> Run:
+    http_url = ws_url.split("/v1/")[0].replace("ws://", "http://")
+    before = decode_counters(http_url)
     started = time.perf_counter()
     with Contention(server) as others:
         sessions = asyncio.run(run_sessions(ws_url, streams, seed))
+    after = decode_counters(http_url)
+    windows, jobs, batches = (a - b for a, b in zip(after, before, strict=True))
     return Run(
         sessions,
         time.perf_counter() - started,
         others.cores,
         replica_peak_mb(server),
         deployment_peak_mb(server, INGRESS_NAME),
+        windows,
+        jobs,
+        batches,
     )
 
 
@@ -566,6 +590,8 @@ COLUMNS = (
     "errors",
     "unfinished",
     "keeps up",
+    "windows per turn",
+    "jobs per batch",
     "replica RSS MB",
     "ingress RSS MB",
     "others' load",
@@ -591,6 +617,8 @@ def table(backends: Sequence[Backend]) -> str:
                 str(run.errors),
                 str(run.unfinished),
                 "yes" if run.keeps_up else "**no**",
+                f"{run.windows / max(len(run.turns), 1):.2f}",
+                f"{run.jobs / max(run.batches, 1):.1f}",
                 f"{run.replica_peak_mb:.0f}",
                 f"{run.ingress_peak_mb:.0f}",
                 f"{run.others_cores:.2f}",

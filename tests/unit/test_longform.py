@@ -202,6 +202,25 @@ def test_a_segment_across_two_clips_sends_both_back_to_be_decoded_alone() -> Non
     assert packing.unpack(pack, open_end, VOCAB, 3 * RATE) == [None, None]
 
 
+def test_words_heard_in_the_silence_between_clips_send_the_clip_back_to_be_decoded_alone() -> None:
+    clips = [speech(2, 11), speech(2, 22)]
+    pack = packing.build([0, 1], clips, gap=3 * RATE)  # clip 1 at 0-2 s, clip 2 at 5-7 s
+    second = [VOCAB.timestamp(5.0), WORD, VOCAB.timestamp(7.0)]
+    said_in_the_gap = [VOCAB.timestamp(2.4), WORD, VOCAB.timestamp(3.0)]
+    first_clip = [VOCAB.timestamp(0.0), WORD, VOCAB.timestamp(2.0)]
+    in_the_gap = Decoded(
+        tokens=np.asarray([*first_clip, *said_in_the_gap, *second]),
+        avg_logprob=-0.1,
+        no_speech_prob=0.0,
+        temperature=0.0,
+        language="en",
+    )
+    first, after = packing.unpack(pack, in_the_gap, VOCAB, 3 * RATE)
+    assert first is None and after is not None
+    clean = dataclasses_replace(in_the_gap, tokens=np.asarray([*first_clip, *second]))
+    assert all(share is not None for share in packing.unpack(pack, clean, VOCAB, 3 * RATE))
+
+
 def dataclasses_replace(decoded: Decoded, **changes: object) -> Decoded:
     import dataclasses
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from tuned_whisper.engine.base import ProgressCallback
     from tuned_whisper.vad import SpeechOnly
 
-TAIL_SAMPLES = SAMPLE_RATE
 TAIL_RETRY_SAMPLES = SAMPLE_RATE  # speech left after the last window's last segment worth a decode
 MIN_SAMPLES = SAMPLE_RATE // 10
 """Audio shorter than 0.1 s (after the voice-activity filter) holds no word; it is not decoded."""
@@ -118,7 +117,11 @@ class LongForm:
         duration = len(audio) / SAMPLE_RATE
         if speech is None and self.engine.vad_filter:
             speech = await asyncio.to_thread(self.speech, audio)
-        work = audio if speech is None else _with_tail(speech.audio)
+        # No silence is appended after the speech: Whisper said "Thank you." into an appended second of it
+        # on short turns, and a last segment it ends early is read again (`_finish_tail`). Measured with
+        # CTranslate2 int8: ivr-en dev (30 prompts) 4.8 % WER with the second, 4.2 % without; JFK and the
+        # sonnets unchanged.
+        work = audio if speech is None else speech.audio
         language = language_code(options.language) if options.language else None
         if len(work) < MIN_SAMPLES:
             yield Transcript(text="", language=language, duration=duration, task=options.task)
@@ -228,14 +231,6 @@ def _has_speech(audio: np.ndarray) -> bool:
     from tuned_whisper.vad import speech_spans
 
     return bool(speech_spans(audio))
-
-
-def _with_tail(speech: np.ndarray) -> np.ndarray:
-    """The VAD's speech and a second of silence: Whisper tends to drop a last segment that ends right at
-    the end of the audio (measured on the sonnets: 'warm when thou fields it cold' lost without it)."""
-    if len(speech) == 0:
-        return speech
-    return np.concatenate([speech, np.zeros(TAIL_SAMPLES, dtype=np.float32)])
 
 
 def build_transcript(

@@ -109,8 +109,13 @@ def unpack(pack: Pack, decoded: Decoded, vocab: Vocabulary, gap: int) -> list[De
         owners = [
             n for n, (a, b) in enumerate(spans) if segment.start < b + slack and segment.end > a - slack
         ]
+        # A segment that starts after its clip's last sample (or ends before its first) was said in the
+        # silence between clips: Whisper's "Thank you." on silence, attributed to the clip before it.
         inside = [
-            n for n in owners if segment.start >= spans[n][0] - slack and segment.end <= spans[n][1] + slack
+            n
+            for n in owners
+            if spans[n][0] - slack <= segment.start < spans[n][1]
+            and spans[n][0] < segment.end <= spans[n][1] + slack
         ]
         if len(owners) == 1 and inside:
             mine[owners[0]].append(segment)
