@@ -160,25 +160,6 @@ def test_no_partial_is_decoded_while_another_session_waits_for_its_final() -> No
     assert scribe.calls == [2.0]  # the final alone: the talking session's partial was shed
 
 
-def test_a_committed_turn_cancels_the_partials_on_their_way() -> None:
-    async def story() -> tuple[list[object], LiveSession, Scribe]:
-        load = LiveLoad()
-        scribe = Scribe(delay_s=0.5)
-        talking, done = LiveSession(scribe, load=load), LiveSession(scribe, load=load, turn_detection=None)
-        speech = decode_audio(SONNETS.path)
-        await feed(talking, speech[2 * SAMPLE_RATE : 6 * SAMPLE_RATE])  # a partial starts decoding
-        assert talking.partials
-        await feed(done, speech[: 2 * SAMPLE_RATE])
-        done.commit()  # a final: the partial is shed
-        await asyncio.sleep(0)
-        return await settle(talking), talking, scribe
-
-    events, talking, scribe = run(story())
-    assert len(scribe.calls) == 2  # the partial had started; the final
-    assert not [e for e in events if isinstance(e, Delta)] and not talking.partials
-    assert talking.turn is not None and not talking.turn.partial_running  # the next one may start
-
-
 def test_manual_commits_without_turn_detection_and_clear() -> None:
     async def story() -> list[object]:
         session = LiveSession(Scribe(), turn_detection=None, limits=SessionLimits(max_buffer_s=5))
