@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +23,16 @@ from tuned_whisper.types import TranscribeOptions
 from tuned_whisper.vad import FRAME_SAMPLES
 
 log = logging.getLogger("tuned_whisper.streaming")
-Transcribe = Callable[[np.ndarray, TranscribeOptions], Awaitable[str]]
+
+
+class Transcribe(Protocol):
+    """Text of some 16 kHz audio; `partial` marks a best-effort re-decode of an open turn."""
+
+    def __call__(
+        self, audio: np.ndarray, options: TranscribeOptions, *, partial: bool = False
+    ) -> Awaitable[str]: ...
+
+
 CONTEXT_FRAMES = 16  # frames of earlier audio the VAD sees again with each chunk (it starts fresh each call)
 MIN_COMMIT_SAMPLES = SAMPLE_RATE // 10
 
@@ -289,7 +299,7 @@ class LiveSession:
     async def _partial(self, turn: _Turn, audio: np.ndarray) -> None:
         self.load.partials += 1
         try:
-            text = await self.transcribe(audio, self.options)
+            text = await self.transcribe(audio, self.options, partial=True)
         except Exception:
             log.warning("a partial transcription failed; the final one will still come", exc_info=True)
             return

@@ -305,3 +305,35 @@ def test_a_last_window_that_stops_early_has_its_rest_decoded_and_appended() -> N
         3.5,
     ]
     assert decoder.tokenizer.decode(joined.tokens) == " w1 w2"
+
+
+def test_a_busy_runner_decodes_waiting_finals_before_any_partial() -> None:
+    """While a batch decodes, two partials and a final queue up: the final goes next, alone (on a CPU a
+    batch costs the sum of its windows), and the partials after it."""
+    import asyncio
+    import time
+
+    from tuned_whisper.engine.local import LocalRunner
+
+    class SlowDecoder(FakeDecoder):
+        def decode(self, *args: object) -> list[Decoded]:  # type: ignore[override]
+            time.sleep(0.2)
+            return super().decode(*args)  # type: ignore[arg-type]
+
+    decoder = SlowDecoder()
+    runner = LocalRunner(decoder, EngineSettings(batch_size=8), packing=None)
+    order: list[str] = []
+
+    async def decode(name: str, partial: bool) -> None:
+        await runner.decode(WindowJob(speech(2, 11), TranscribeOptions(), "en", partial=partial))
+        order.append(name)
+
+    async def story() -> None:
+        first = asyncio.create_task(decode("first", False))
+        await asyncio.sleep(0.05)  # the runner is decoding it
+        rest = [decode("partial-1", True), decode("partial-2", True), decode("final", False)]
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(story())
+    assert order == ["first", "final", "partial-1", "partial-2"]
+    assert [size for size, _ in decoder.calls] == [1, 1, 2]

@@ -23,7 +23,13 @@ IDLE_S = 0.5
 
 class SlowModel:
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: object = None, *, caller: str = ""
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: object = None,
+        *,
+        caller: str = "",
+        partial: bool = False,
     ) -> Transcript:
         await asyncio.sleep(DECODE_S)  # a busy replica: longer than the idle timeout
         return Transcript(text=f"{audio.size / SAMPLE_RATE:.1f} seconds", language="en", duration=0.0)

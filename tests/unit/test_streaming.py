@@ -36,7 +36,7 @@ class Scribe:
         self.calls: list[float] = []
         self.delay_s = delay_s
 
-    async def __call__(self, audio: np.ndarray, options: TranscribeOptions) -> str:
+    async def __call__(self, audio: np.ndarray, options: TranscribeOptions, *, partial: bool = False) -> str:
         self.calls.append(audio.size / SAMPLE_RATE)
         await asyncio.sleep(self.delay_s)
         return f"heard {audio.size / SAMPLE_RATE:.1f} seconds of speech here"
@@ -182,9 +182,11 @@ def test_manual_commits_without_turn_detection_and_clear() -> None:
 
 def test_transcripts_come_in_the_order_spoken_even_when_a_later_turn_decodes_first() -> None:
     class LongTurnsAreSlow(Scribe):
-        async def __call__(self, audio: np.ndarray, options: TranscribeOptions) -> str:
+        async def __call__(
+            self, audio: np.ndarray, options: TranscribeOptions, *, partial: bool = False
+        ) -> str:
             await asyncio.sleep(0.3 if audio.size > 2 * SAMPLE_RATE else 0.0)
-            return await super().__call__(audio, options)
+            return await super().__call__(audio, options, partial=partial)
 
     async def story() -> list[object]:
         session = LiveSession(LongTurnsAreSlow(), turn_detection=None)

@@ -28,6 +28,8 @@ class WindowJob:
     """Who sent it: only one caller's clips share a packed window (unless packing across is allowed)."""
     packable: bool = False
     """The request's whole audio is this one short window."""
+    partial: bool = False
+    """Best-effort (a live turn's partial text): batched only when no other job waits."""
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class LocalRunner:
     async def _drain(self) -> None:
         await asyncio.sleep(self.wait_s)  # let every request that is starting queue its windows first
         while self._pending:
-            batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+            batch = self._next_batch()
             batch = [(job, future) for job, future in batch if not future.done()]  # callers that left
             jobs = [job for job, _ in batch]
             report = BatchReport()
@@ -82,6 +82,15 @@ class LocalRunner:
                 if not future.done():
                     future.set_result(output)
             await asyncio.sleep(0)  # requests that arrived meanwhile join the next batch
+
+    def _next_batch(self) -> list[tuple[WindowJob, asyncio.Future[Decoded]]]:
+        """The oldest `batch_size` jobs; partials only when nothing else waits: on a CPU a batch costs the
+        sum of its windows, so a final sharing one with partials would wait for all of them."""
+        wanted = [entry for entry in self._pending if not entry[0].partial] or self._pending
+        batch = wanted[: self.batch_size]
+        taken = {id(entry) for entry in batch}
+        self._pending = [entry for entry in self._pending if id(entry) not in taken]
+        return batch
 
 
 class Engine:

@@ -90,11 +90,20 @@ class LongForm:
         caller: str = "",
         progress: ProgressCallback | None = None,
         speech: SpeechOnly | None = None,
+        partial: bool = False,
     ) -> Transcript:
         """The whole transcript, once every window is decoded."""
-        return await final(
-            self.stream(audio, options, runner, caller=caller, progress=progress, eager=False, speech=speech)
+        stream = self.stream(
+            audio,
+            options,
+            runner,
+            caller=caller,
+            progress=progress,
+            eager=False,
+            speech=speech,
+            partial=partial,
         )
+        return await final(stream)
 
     async def stream(
         self,
@@ -106,13 +115,15 @@ class LongForm:
         progress: ProgressCallback | None = None,
         eager: bool = True,
         speech: SpeechOnly | None = None,
+        partial: bool = False,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Text as it becomes final, window by window in order, then the whole `Transcript`.
 
         The deltas joined are the transcript's text. Windows are decoded concurrently (up to
         `windows_in_flight`); a delta waits for the windows before it. `eager` decodes the first window
         on its own, so that the first text comes after one window's time, not after the first batch's.
-        `speech` is `self.speech(audio)` when the caller has already run the voice-activity filter.
+        `speech` is `self.speech(audio)` when the caller has already run the voice-activity filter;
+        `partial` marks best-effort work (a live turn's partial text), which waits for all other windows.
         """
         duration = len(audio) / SAMPLE_RATE
         if speech is None and self.engine.vad_filter:
@@ -131,7 +142,9 @@ class LongForm:
         done = 0
 
         def job(window: Window, language: str | None) -> WindowJob:
-            return WindowJob(window.samples, options, language, caller=caller, packable=packable)
+            return WindowJob(
+                window.samples, options, language, caller=caller, packable=packable, partial=partial
+            )
 
         async def decode(window: Window, language: str | None, gate: asyncio.Semaphore) -> Decoded:
             nonlocal done

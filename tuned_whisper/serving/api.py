@@ -63,8 +63,10 @@ class TranscribeBackend(Protocol):
         progress: ProgressCallback | None = None,
         *,
         caller: str = "",
+        partial: bool = False,
     ) -> Transcript:
-        """`caller` names who sent the audio (an API key's digest): only one caller's clips share a window."""
+        """`caller` names who sent the audio (an API key's digest): only one caller's clips share a window;
+        `partial` marks best-effort work (a live turn's partial text) that may wait for other requests."""
         ...
 
     def model_card(self) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class EngineBackend:
         progress: ProgressCallback | None = None,
         *,
         caller: str = "",
+        partial: bool = False,
     ) -> Transcript:
         """Transcribe off the event loop; a threading lock (not an asyncio one) works from any loop."""
         return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options, progress)

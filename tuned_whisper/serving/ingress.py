@@ -88,9 +88,11 @@ class RayBackend:
         progress: ProgressCallback | None = None,
         *,
         caller: str = "",
+        partial: bool = False,
     ) -> Transcript:
-        """The long-form path with the model replicas as its runner; `caller` scopes window packing."""
-        return await final(self.stream(audio, options, progress, caller=caller, eager=False))
+        """The long-form path with the model replicas as its runner; `caller` scopes window packing,
+        `partial` makes it best-effort (decoded after every other waiting window)."""
+        return await final(self.stream(audio, options, progress, caller=caller, eager=False, partial=partial))
 
     async def stream(
         self,
@@ -100,12 +102,13 @@ class RayBackend:
         *,
         caller: str = "",
         eager: bool = True,
+        partial: bool = False,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Final text as each window is decoded, then the `Transcript` (for `stream=true`)."""
         started = time.perf_counter()
         caller = caller or f"anonymous-{uuid.uuid4().hex}"
         stream = self.longform.stream(
-            audio, options, self.runner, caller=caller, progress=progress, eager=eager
+            audio, options, self.runner, caller=caller, progress=progress, eager=eager, partial=partial
         )
         async for item in stream:
             if isinstance(item, Transcript):

@@ -50,7 +50,13 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."  # how browsers send a key (they ca
 
 class Backend(Protocol):
     async def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: Any = None, *, caller: str = ""
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: Any = None,
+        *,
+        caller: str = "",
+        partial: bool = False,
     ) -> Transcript: ...
 
 
@@ -322,8 +328,12 @@ class Connection:
         self.caller = caller
         self.send_lock = asyncio.Lock()
 
-    async def _transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> str:
-        transcript = await self.endpoint.backend.transcribe(audio, options, caller=self.caller)
+    async def _transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, *, partial: bool = False
+    ) -> str:
+        transcript = await self.endpoint.backend.transcribe(
+            audio, options, caller=self.caller, partial=partial
+        )
         return transcript.text
 
     async def send(self, event: dict[str, Any]) -> None:
