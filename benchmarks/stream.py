@@ -364,17 +364,23 @@ async def live_session(ws_url: str, session: Session, delay_s: float) -> None:
         session.errors.append(f"connection: {type(exc).__name__}: {exc}")
 
 
-async def _send(ws: Any, session: Session) -> None:
-    """Append k goes out when 100 ms × (k + 1) of audio would have been recorded."""
-    started = time.monotonic()
-    session.sent_at = started
-    for k, message in enumerate(session.stream.messages):
+async def send_in_real_time(ws: Any, messages: Sequence[Any], started: float) -> float:
+    """Send message k when 100 ms × (k + 1) of audio would have been recorded since `started`; the
+    latest any message went out, in seconds (this client's own lag). `whisperlive.py` sends with it too."""
+    lag = 0.0
+    for k, message in enumerate(messages):
         due = started + (k + 1) * CHUNK_S
         pause = due - time.monotonic()
         if pause > 0:
             await asyncio.sleep(pause)
-        session.send_lag_s = max(session.send_lag_s, time.monotonic() - due)
+        lag = max(lag, time.monotonic() - due)
         await ws.send(message)
+    return lag
+
+
+async def _send(ws: Any, session: Session) -> None:
+    session.sent_at = time.monotonic()
+    session.send_lag_s = await send_in_real_time(ws, session.stream.messages, session.sent_at)
     session.last_append_at = time.monotonic()
 
 

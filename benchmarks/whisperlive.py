@@ -79,7 +79,14 @@ from benchmarks.harness import (  # noqa: E402  (after the sys.path line above)
     process_peak_rss_mb,
 )
 from benchmarks.load import _percentile  # noqa: E402
-from benchmarks.stream import CHUNK_S, STAGGER_S, Stream, build_stream, session_stream  # noqa: E402
+from benchmarks.stream import (  # noqa: E402
+    CHUNK_S,
+    STAGGER_S,
+    Stream,
+    build_stream,
+    send_in_real_time,
+    session_stream,
+)
 
 CT2_CACHE = REPO / ".cache" / "ct2"
 FRAME = round(SAMPLE_RATE * CHUNK_S)
@@ -336,15 +343,8 @@ async def live_session(url: str, session: Session, delay_s: float, use_vad: bool
 
 
 async def _send(ws: Any, session: Session, frames: Sequence[bytes]) -> None:
-    started = time.monotonic()
-    session.sent_at = started
-    for k, frame in enumerate(frames):
-        due = started + (k + 1) * CHUNK_S
-        pause = due - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        session.send_lag_s = max(session.send_lag_s, time.monotonic() - due)
-        await ws.send(frame)
+    session.sent_at = time.monotonic()
+    session.send_lag_s = await send_in_real_time(ws, frames, session.sent_at)
     session.last_frame_at = time.monotonic()
 
 

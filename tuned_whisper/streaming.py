@@ -48,11 +48,8 @@ class TurnDetection:
 
 @dataclass
 class LiveLoad:
-    """What the sessions of one process are decoding, shared by them to shed partials under load.
-
-    Measured on 2 cores: with partials free to run beside finals, one session's final latency p95 was
-    5.1 s (finals queued behind other turns' re-decodes); a partial now waits until no final is owed.
-    """
+    """What the sessions of one process are decoding, shared by them so that finals come first: a
+    partial starts only while no session's final is owed and one of `partial_slots` is free."""
 
     partial_slots: int = 2
     partials: int = 0

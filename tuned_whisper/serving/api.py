@@ -9,11 +9,9 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +34,14 @@ from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.engine.longform import TextDelta
 from tuned_whisper.formats import MEDIA_TYPES, render
-from tuned_whisper.serving.client_secrets import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S, ClientSecrets
+from tuned_whisper.serving.client_secrets import (
+    DEFAULT_TTL_S,
+    MAX_TTL_S,
+    MIN_TTL_S,
+    ClientSecrets,
+    is_api_key,
+    key_caller,
+)
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.upload import (
     ResponseFormat,
@@ -159,7 +164,7 @@ def _api_key_check(keys: list[bytes]) -> Callable[..., Awaitable[None]]:
     async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if credentials is None:
             message = "missing API key: send it as 'Authorization: Bearer <key>'"
-        elif sum(secrets.compare_digest(credentials.credentials.encode(), key) for key in keys):
+        elif is_api_key(credentials.credentials, keys):
             return
         else:
             message = "incorrect API key provided"
@@ -181,9 +186,8 @@ async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, A
             raise ApiError(400, message, param="expires_after.seconds")
         ttl = seconds
     minter = ClientSecrets.from_keys(_keys(settings))
-    if minter is None:  # an open server: any value works, as no key is checked
-        return {"value": "", "expires_at": int(time.time()) + ttl, "session": {"type": "transcription"}}
-    value, expires_at = minter.mint(ttl)
+    # An open server checks no key, so any value (here "") opens a session.
+    value, expires_at = minter.mint(ttl) if minter is not None else ("", int(time.time()) + ttl)
     return {"value": value, "expires_at": expires_at, "session": {"type": "transcription"}}
 
 
@@ -191,7 +195,7 @@ def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
     authorization = request.headers.get("authorization", "")
     if _keys(settings) and authorization:
-        return "key-" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
+        return key_caller(authorization.partition(" ")[2].strip())
     return f"request-{request_id(request)}"
 
 

@@ -1,5 +1,6 @@
-"""Short-lived keys for browsers, as OpenAI's realtime client secrets: a web page must not hold the API
-key, so the server hands it a signed key (`ek_…`) that opens realtime sessions until it expires.
+"""Who may call, and who they are: the API keys (over HTTP and the WebSocket alike) and short-lived keys
+for browsers, as OpenAI's realtime client secrets: a web page must not hold the API key, so the server
+hands it a signed key (`ek_…`) that opens realtime sessions until it expires.
 
 The signature is keyed by the configured API key, so every ingress replica checks the keys the others
 minted without sharing state. No API key configured: the endpoints are open and no secret is needed.
@@ -17,6 +18,16 @@ from dataclasses import dataclass
 PREFIX = "ek_"
 DEFAULT_TTL_S = 600
 MIN_TTL_S, MAX_TTL_S = 10, 7200  # OpenAI's bounds for `expires_after.seconds`
+
+
+def is_api_key(token: str, keys: Sequence[bytes]) -> bool:
+    """Whether `token` is one of the configured keys (each compared in constant time)."""
+    return sum(secrets.compare_digest(token.encode(), key) for key in keys) > 0
+
+
+def key_caller(token: str) -> str:
+    """The caller id of an API key, the same over HTTP and the WebSocket (packing is scoped by it)."""
+    return "key-" + hashlib.sha256(f"Bearer {token}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

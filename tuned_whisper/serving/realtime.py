@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import logging
-import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from tuned_whisper.audio_formats import AudioFormat, decode_chunk
 from tuned_whisper.config import ApiSettings, RealtimeSettings
 from tuned_whisper.languages import language_code
-from tuned_whisper.serving.client_secrets import ClientSecrets
+from tuned_whisper.serving.client_secrets import ClientSecrets, is_api_key, key_caller
 from tuned_whisper.streaming import (
     Cleared,
     Committed,
@@ -274,8 +272,8 @@ class RealtimeEndpoint:
             p.removeprefix(KEY_SUBPROTOCOL) for p in _subprotocols(websocket) if p.startswith(KEY_SUBPROTOCOL)
         ]
         for token in filter(None, offered):
-            if sum(secrets.compare_digest(token.encode(), key) for key in self.keys):
-                return "key-" + hashlib.sha256(f"Bearer {token}".encode()).hexdigest()[:16]
+            if is_api_key(token, self.keys):
+                return key_caller(token)
             if self.client_secrets is not None and (caller := self.client_secrets.caller(token)):
                 return caller
         return None

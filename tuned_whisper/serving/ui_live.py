@@ -35,18 +35,17 @@ def _page(languages: dict[str, str]) -> str:
     )
 
 
-def live_tab(live_secret: Callable[[], str]) -> gr.HTML:
-    """The Live tab's page inside the caller's Blocks; `live_secret` mints the key the page connects
-    with ("" where the server has no API key)."""
+def live_tab(mint: Callable[[], str]) -> gr.HTML:
+    """The Live tab's page inside the caller's Blocks; `mint` makes the key the page connects with
+    ("" where the server has no API key)."""
 
-    def secret(*_: object) -> str:  # Gradio passes the call's arguments (none here) as one list
-        return live_secret()
+    def live_secret(*_: object) -> str:  # the page calls it by this name; Gradio passes one (empty) list
+        return mint()
 
-    secret.__name__ = "live_secret"  # the name the page's script calls it by
     return gr.HTML(
         _page(LANGUAGE_NAMES),
         css_template=(ASSETS / "live.css").read_text(encoding="utf-8"),
         js_on_load=(ASSETS / "live.js").read_text(encoding="utf-8"),
-        server_functions=[secret],
+        server_functions=[live_secret],
         elem_id="tw-live",
     )
