@@ -30,8 +30,12 @@ class EngineSettings(BaseModel):
     """30 s windows decoded in one forward pass."""
     chunk_length_s: float = Field(default=30.0, gt=0, le=30.0)
     """Window length for long audio; Whisper sees at most 30 s at a time."""
+    cut_at_pauses: bool = False
+    """Cut long audio into windows that do not overlap, each ending at the quietest moment of its last
+    5 s (4 windows for 106 s instead of 5); a window Whisper ends early is read on from there. False:
+    transformers' overlapping strides (`stride_length_s`)."""
     stride_length_s: float | None = None
-    """Overlap on each side of a window; default chunk_length_s / 6 (5 s), as transformers does."""
+    """Overlap on each side of a window when not `cut_at_pauses`; default chunk_length_s / 6 (5 s)."""
     num_beams: int = Field(default=1, ge=1)
     """1 is greedy decoding, like faster-whisper's `beam_size=1`."""
     max_new_tokens: int = Field(default=440, ge=1, le=444)

@@ -59,6 +59,21 @@ def test_a_clip_over_a_minute_is_chunked_with_monotonic_timestamps(transcriber) 
     assert progress[-1] == 1.0 and progress == sorted(progress)
 
 
+def test_a_long_clip_cut_at_its_pauses_loses_no_window_and_keeps_word_times_in_order(transcriber) -> None:
+    from tuned_whisper.engine.local import Engine
+
+    cut = Engine(transcriber.decoder, transcriber.settings.model_copy(update={"cut_at_pauses": True}))
+    transcript = cut.transcribe(
+        decode_audio(SONNETS.path), TranscribeOptions(language="en", word_timestamps=True)
+    )
+    text = transcript.text.lower()
+    assert [phrase for phrase in WINDOW_PHRASES if phrase not in text] == []
+    assert "warm" in text.split()[-6:]  # the last line, read after the last cut
+    words = transcript.words
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    assert transcript.duration - 5 < words[-1].end <= transcript.duration
+
+
 def test_word_timestamps_fall_inside_their_segments_and_in_order(transcriber) -> None:
     transcript = transcriber.transcribe(decode_audio(JFK.path), TranscribeOptions(word_timestamps=True))
     words = transcript.words

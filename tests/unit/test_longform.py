@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -337,3 +338,33 @@ def test_a_busy_runner_decodes_waiting_finals_before_any_partial() -> None:
     asyncio.run(story())
     assert order == ["first", "final", "partial-1", "partial-2"]
     assert [size for size, _ in decoder.calls] == [1, 1, 2]
+
+
+@dataclass
+class StopsEarly(FakeDecoder):
+    """Like Whisper at a window's end: in a long window it stops after second 18 with a lone timestamp."""
+
+    def _one(self, window: np.ndarray, language: str | None, temperature: float) -> Decoded:
+        decoded = super()._one(window, language, temperature)
+        if len(window) <= 20 * RATE:
+            return decoded
+        kept = [*decoded.tokens[: 3 * 18], VOCAB.timestamp(18)]  # three tokens per second
+        return dataclasses.replace(decoded, tokens=np.asarray(kept, dtype=np.int64))
+
+
+def test_windows_cut_at_pauses_are_read_on_where_whisper_stops_early_and_joined_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tuned_whisper.engine.longform._has_speech", lambda audio: True)  # Silero hears no DC
+    audio = np.concatenate([speech(25, 3), speech(25, 5), speech(20, 7)])
+    decoder = StopsEarly()
+    cut = engine(decoder, cut_at_pauses=True, pack_short_audio=False)
+    transcript = cut.transcribe(audio, TranscribeOptions(language="en"))
+    words = transcript.text.split()
+    assert words == sorted(words)  # in spoken order
+    # every second is heard (the fake also names the bits of a second a cut leaves at a window end)
+    assert words.count("w3") == 25 and words.count("w5") >= 25 and words.count("w7") >= 20
+    assert [s.start for s in transcript.segments] == sorted(s.start for s in transcript.segments)
+    assert transcript.segments[-1].end == pytest.approx(70.0, abs=1.0)  # times shifted per window
+    # three windows, and the two long ones read on from their second 18
+    assert sum(n for n, _ in decoder.calls) == 5

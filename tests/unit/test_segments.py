@@ -1,9 +1,10 @@
 """The pipeline's timestamped chunks become ordered, gap-free segments a subtitle writer can use."""
 
 import numpy as np
+import pytest
 
 from tuned_whisper.engine.segments import MAX_WORD_GAP_S, segments_from_chunks, segments_from_words
-from tuned_whisper.engine.windows import split_windows
+from tuned_whisper.engine.windows import cut_windows, split_windows
 
 
 def test_segments_keep_whisper_timestamps_and_fill_a_missing_final_end() -> None:
@@ -50,3 +51,18 @@ def test_long_audio_is_cut_into_thirty_second_windows_that_overlap_by_five_secon
     assert windows[1].samples[0] == 20 * rate  # each window starts 20 s after the previous one
     assert windows[-1].stride == (26 * rate, 5 * rate, 0)
     assert windows[-1].samples[-1] == 106 * rate - 1
+
+
+def test_long_audio_can_be_cut_at_its_pauses_into_windows_that_do_not_overlap() -> None:
+    rate = 16000
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, 70 * rate).astype(np.float32)
+    for pause_s in (27.0, 53.5):  # a reader's short pauses, each in the last 5 s of a window
+        audio[round(pause_s * rate) : round((pause_s + 0.2) * rate)] *= 0.01
+    windows = cut_windows(audio, 30.0)
+    assert len(windows) == 3
+    ends = [(w.offset + len(w.samples)) / rate for w in windows]
+    assert ends[0] == pytest.approx(27.1, abs=0.06) and ends[1] == pytest.approx(53.6, abs=0.06)
+    assert all(w.stride == (len(w.samples), 0, 0) for w in windows)
+    assert [w.offset for w in windows[1:]] == [w.offset + len(w.samples) for w in windows[:-1]]
+    assert np.array_equal(np.concatenate([w.samples for w in windows]), audio)
+    assert len(cut_windows(audio[: 30 * rate], 30.0)) == 1

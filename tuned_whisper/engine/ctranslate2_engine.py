@@ -30,6 +30,12 @@ SEED = 0
 CPU_STACK = 4
 
 
+def _storage(array: np.ndarray) -> Any:
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array, dtype=np.float32))
+
+
 def default_quantization(device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
@@ -103,11 +109,15 @@ class CTranslate2Decoder:
         )
 
     def _encode(self, windows: Sequence[np.ndarray]) -> Any:
-        import ctranslate2
 
-        mel = np.stack([self._mel(w) for w in windows])
-        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, dtype=np.float32))
-        return self.model.encode(features, to_cpu=False)
+        if self.info.device != "cpu":
+            return self.model.encode(_storage(np.stack([self._mel(w) for w in windows])), to_cpu=False)
+        # One window at a time on a CPU: stacking buys the encoder nothing there, and each window's
+        # attention holds ~70 MB; the outputs are stacked so that the decoder still runs them as a batch.
+        encoded = [
+            np.asarray(self.model.encode(_storage(self._mel(w)[np.newaxis]), to_cpu=True)) for w in windows
+        ]
+        return _storage(np.concatenate(encoded))
 
     def _mel(self, window: np.ndarray) -> np.ndarray:
         """Log-mel of the window padded with silence to 30 s, as Transformers computes it."""

@@ -20,6 +20,8 @@ from tuned_whisper.engine.windows import (
     WINDOW_SAMPLES,
     Decoded,
     Window,
+    cut_windows,
+    is_cut,
     merge_windows,
     split_windows,
 )
@@ -137,19 +139,25 @@ class LongForm:
         if len(work) < MIN_SAMPLES:
             yield Transcript(text="", language=language, duration=duration, task=options.task)
             return
-        windows = split_windows(work, self.engine.chunk_length_s, self.stride_s)
+        windows = self.windows(work)
         packable = len(windows) == 1 and len(work) < WINDOW_SAMPLES
+        # Without overlaps no later window covers what Whisper leaves unread at a window's end
+        finish = set(range(len(windows))) if is_cut(windows) else {len(windows) - 1}
         done = 0
 
-        def job(window: Window, language: str | None) -> WindowJob:
+        def job(window: Window, language: str | None, *, tail: bool = False) -> WindowJob:
+            # a window's unread tail is short audio like a clip: it may share a window with others
             return WindowJob(
-                window.samples, options, language, caller=caller, packable=packable, partial=partial
+                window.samples, options, language, caller=caller, packable=packable or tail, partial=partial
             )
 
-        async def decode(window: Window, language: str | None, gate: asyncio.Semaphore) -> Decoded:
+        async def decode(index: int, language: str | None, gate: asyncio.Semaphore) -> Decoded:
             nonlocal done
+            window = windows[index]
             async with gate:
                 decoded = await runner.decode(job(window, language))
+            if index in finish:
+                decoded = await self._finish_tail(window, decoded, runner, job)
             done += 1
             if progress is not None:
                 progress(done / len(windows))
@@ -158,9 +166,9 @@ class LongForm:
         gate = asyncio.Semaphore(self.windows_in_flight)
         decoded: list[Decoded] = []
         if language is None or (eager and len(windows) > 1):  # the first window also finds the language
-            decoded.append(await decode(windows[0], None, gate))
+            decoded.append(await decode(0, None, gate))
             language = decoded[0].language
-        tasks = [asyncio.create_task(decode(w, language, gate)) for w in windows[len(decoded) :]]
+        tasks = [asyncio.create_task(decode(i, language, gate)) for i in range(len(decoded), len(windows))]
         emitted = ""
         try:
             for task in [None, *tasks]:  # None: what was decoded before the tasks started
@@ -175,7 +183,6 @@ class LongForm:
         finally:
             for pending in tasks:
                 pending.cancel()
-        decoded[-1] = await self._finish_tail(windows[-1], decoded[-1], runner, job)
         transcript = build_transcript(self.tokenizer, windows, decoded, options, language, len(work))
         full = "".join(s.text for s in transcript.segments)
         rest = full[len(emitted) :] if full.startswith(emitted) else ""
@@ -183,18 +190,24 @@ class LongForm:
             yield TextDelta(rest.lstrip() if not emitted else rest)
         yield remap(transcript, speech, duration)
 
+    def windows(self, audio: np.ndarray) -> list[Window]:
+        """The 30 s windows `audio` is decoded in."""
+        if self.engine.cut_at_pauses:
+            return cut_windows(audio, self.engine.chunk_length_s)
+        return split_windows(audio, self.engine.chunk_length_s, self.stride_s)
+
     async def _finish_tail(
         self, window: Window, decoded: Decoded, runner: WindowRunner, job: Callable[..., WindowJob]
     ) -> Decoded:
-        """Whisper sometimes ends the last window early (a lone timestamp, then end-of-text) although
-        speech follows; no later window covers that, so the rest is decoded on its own and appended."""
+        """Whisper sometimes ends a window early (a lone timestamp, then end-of-text: the last segment runs
+        past the window) although speech follows; the rest is decoded on its own and appended."""
         end = last_time(decoded, self.tokenizer)
         if end is None:
             return decoded
         rest = window.samples[round(end * SAMPLE_RATE) :]
         if len(rest) < TAIL_RETRY_SAMPLES or not await asyncio.to_thread(_has_speech, rest):
             return decoded
-        more = await runner.decode(job(Window(rest, (len(rest), 0, 0)), decoded.language))
+        more = await runner.decode(job(Window(rest, (len(rest), 0, 0)), decoded.language, tail=True))
         if not len(more.tokens):
             return decoded
         return append_decoded(decoded, more, end, self.tokenizer)

@@ -1,9 +1,11 @@
-"""Long audio as 30 s windows with overlapping strides, and the merge of their decoded tokens.
+"""Long audio as 30 s windows, and the merge of their decoded tokens.
 
 Splitting and merging live apart from the model so that a server can cut requests into windows, let a
 model replica decode windows of many requests in one batch, and stitch each request back together.
-The cut follows transformers' chunked ASR pipeline (window, step = window - 2 * stride), and the merge is
-its Whisper decoder (`_decode_asr`), which resolves the overlaps with the timestamp tokens.
+Two cuts: at pauses, with no overlap (`cut_at_pauses`, the default: each window ends at the quietest
+moment of its last seconds, as a reader would pause), or transformers' chunked ASR pipeline's overlapping
+strides (window, step = window - 2 * stride). The merge is the pipeline's Whisper decoder (`_decode_asr`),
+which resolves overlaps with the timestamp tokens; windows cut at pauses are merged one by one and joined.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from tuned_whisper.audio import SAMPLE_RATE
 
 TIME_PRECISION_S = 0.02  # one Whisper timestamp token: 30 s over 1,500 encoder positions
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
+CUT_SEARCH_S = 5.0
+"""A window cut at a pause ends at the quietest moment of its last this many seconds."""
+QUIET_FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
+QUIET_SPAN = 5  # frames averaged: the quietest 100 ms, not one click-free frame inside a word
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,70 @@ def split_windows(audio: np.ndarray, chunk_s: float, stride_s: float) -> list[Wi
     return windows
 
 
+def cut_windows(audio: np.ndarray, chunk_s: float, search_s: float = CUT_SEARCH_S) -> list[Window]:
+    """Cut audio into windows of at most `chunk_s` that do not overlap, each ending at the quietest
+    100 ms of its last `search_s` seconds (fewer windows than strides: 4 for 106 s instead of 5)."""
+    chunk = round(chunk_s * SAMPLE_RATE)
+    search = min(round(search_s * SAMPLE_RATE), chunk // 2)
+    windows: list[Window] = []
+    start = 0
+    while len(audio) - start > chunk:
+        low = start + chunk - search
+        cut = low + _quietest(audio[low : start + chunk])
+        windows.append(Window(samples=audio[start:cut], stride=(cut - start, 0, 0), offset=start))
+        start = cut
+    rest = audio[start:]
+    windows.append(Window(samples=rest, stride=(len(rest), 0, 0), offset=start))
+    return windows
+
+
+def _quietest(audio: np.ndarray) -> int:
+    """Where in `audio` its quietest `QUIET_SPAN` frames are centred, in samples."""
+    frames = len(audio) // QUIET_FRAME
+    if frames <= QUIET_SPAN:
+        return len(audio)
+    energy = np.square(audio[: frames * QUIET_FRAME].astype(np.float64)).reshape(frames, QUIET_FRAME).sum(1)
+    smooth = np.convolve(energy, np.ones(QUIET_SPAN), mode="valid")
+    return (int(np.argmin(smooth)) + QUIET_SPAN // 2) * QUIET_FRAME + QUIET_FRAME // 2
+
+
+def is_cut(windows: Sequence[Window]) -> bool:
+    """Whether the windows were cut without overlaps (one window counts as either)."""
+    return all(w.stride[1] == 0 and w.stride[2] == 0 for w in windows)
+
+
 def merge_windows(
     tokenizer: Any, parts: Sequence[tuple[Window, Decoded]], *, word_timestamps: bool
 ) -> tuple[str, list[dict[str, Any]]]:
     """Stitch decoded windows into (text, chunks), chunks as the pipeline returns them."""
+    if len(parts) > 1 and is_cut([window for window, _ in parts]):
+        return _join(tokenizer, parts, word_timestamps=word_timestamps)
+    return _decode_asr(tokenizer, parts, word_timestamps=word_timestamps)
+
+
+def _join(
+    tokenizer: Any, parts: Sequence[tuple[Window, Decoded]], *, word_timestamps: bool
+) -> tuple[str, list[dict[str, Any]]]:
+    """Windows without overlaps, merged one by one: their chunks shifted to the window's start, joined.
+    (The pipeline's merge would look for overlaps and could drop a phrase that ends one window and
+    happens to start the next.)"""
+    texts: list[str] = []
+    chunks: list[dict[str, Any]] = []
+    for window, decoded in parts:
+        text, own = _decode_asr(tokenizer, [(window, decoded)], word_timestamps=word_timestamps)
+        texts.append(text)
+        offset = window.offset / SAMPLE_RATE
+        end = offset + len(window.samples) / SAMPLE_RATE
+        for chunk in own:
+            first, last = chunk.get("timestamp") or (None, None)
+            shifted = (offset if first is None else offset + first, end if last is None else offset + last)
+            chunks.append({**chunk, "timestamp": shifted})
+    return "".join(texts), chunks
+
+
+def _decode_asr(
+    tokenizer: Any, parts: Sequence[tuple[Window, Decoded]], *, word_timestamps: bool
+) -> tuple[str, list[dict[str, Any]]]:
     model_outputs = []
     for window, decoded in parts:
         length, left, right = window.stride
