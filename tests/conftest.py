@@ -51,7 +51,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def served_app(checkpoint_dir: Path) -> Iterator[str]:
+def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the served app keeps its job store, uploads and results."""
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="session")
+def served_app(checkpoint_dir: Path, jobs_dir: Path) -> Iterator[str]:
     """The real product: Ray Serve (local) running the ingress with UI and API and a model replica.
 
     Yields the base URL. Small settings so that tests can reach the limits: a 4 MiB upload limit, 150 s of
@@ -60,7 +66,7 @@ def served_app(checkpoint_dir: Path) -> Iterator[str]:
     import ray
     from ray import serve
 
-    from tuned_whisper.config import ApiSettings, ServeSettings
+    from tuned_whisper.config import ApiSettings, JobsSettings, ServeSettings
     from tuned_whisper.server import start, wait_until_ready
 
     port = free_port()
@@ -75,6 +81,7 @@ def served_app(checkpoint_dir: Path) -> Iterator[str]:
             max_audio_s=MAX_AUDIO_S,
         ),
         serve=ServeSettings(host="127.0.0.1", port=port, model_num_cpus=0.5, ingress_num_cpus=0.25),
+        jobs=JobsSettings(data_dir=jobs_dir, poll_s=0.2, lease_s=6),
     )
     start(settings)
     wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=180)

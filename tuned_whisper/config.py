@@ -32,7 +32,8 @@ class EngineSettings(BaseModel):
     """Window length for long audio; Whisper sees at most 30 s at a time."""
     cut_at_pauses: bool = False
     """Cut long audio into windows that do not overlap, each ending at the quietest moment of its last
-    5 s (4 windows for 106 s instead of 5); a window Whisper ends early is read on from there. False:
+    5 s; a window Whisper ends early is read on from there. Fewer windows and a lower WER in one process
+    (benchmarks/results-load.md), but a second round per long file when served, so off by default; off:
     transformers' overlapping strides (`stride_length_s`)."""
     stride_length_s: float | None = None
     """Overlap on each side of a window when not `cut_at_pauses`; default chunk_length_s / 6 (5 s)."""
@@ -130,6 +131,31 @@ class RealtimeSettings(BaseModel):
     """Largest client message (base64 audio of one append)."""
 
 
+class JobsSettings(BaseModel):
+    """Asynchronous transcription jobs (env vars `TW_JOBS__<FIELD>`): uploads kept on disk, state in a
+    database, run by the ingress replicas in the background at a lower priority than interactive work."""
+
+    enabled: bool = True
+    """Offer `/v1/audio/transcriptions/jobs` (and translations) and run queued jobs."""
+    data_dir: Path = PROJECT_ROOT / ".jobs"
+    """Uploaded audio and finished results (on Cloud Run: a Cloud Storage volume mount)."""
+    database_url: str | None = None
+    """`postgresql://...` for a store several instances share; default: SQLite in `data_dir`."""
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Largest job upload (2 GiB), streamed to disk as it arrives."""
+    max_audio_s: float = Field(default=24 * 3600, gt=0)
+    """Longest audio a job may hold (24 h)."""
+    lease_s: float = Field(default=30, gt=1)
+    """A running job's lease; its worker renews it every third of this. A job whose lease runs out (its
+    replica died) is queued again."""
+    max_attempts: int = Field(default=3, ge=1)
+    """A job that fails this many times (or whose worker is lost this often) is `failed`."""
+    workers: int = Field(default=1, ge=1)
+    """Jobs run at once per ingress replica."""
+    poll_s: float = Field(default=1.0, gt=0)
+    """How often an idle worker looks for queued jobs."""
+
+
 class Settings(BaseSettings):
     """tuned-whisper settings. Defaults work offline on the embedded checkpoint."""
 
@@ -145,3 +171,4 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     serve: ServeSettings = ServeSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    jobs: JobsSettings = JobsSettings()

@@ -29,7 +29,8 @@ class WindowJob:
     packable: bool = False
     """The request's whole audio is this one short window."""
     partial: bool = False
-    """Best-effort (a live turn's partial text): batched only when no other job waits."""
+    """Background work (a live turn's partial text, an asynchronous job's window): batched only when no
+    other job waits, so a backlog never delays interactive requests."""
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class SqlJobStore(ABC):
         *,
         status: JobStatus | None = None,
         caller: str | None = None,
+        kind: JobKind | None = None,
         limit: int = 20,
         after: str | None = None,
     ) -> JobPage:
@@ -137,6 +138,9 @@ class SqlJobStore(ABC):
             raise ValueError(f"limit must be at least 1, not {limit}")
         where: list[str] = []
         params: list[Any] = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
         if status is not None:
             where.append("status = ?")
             params.append(status)

@@ -65,6 +65,33 @@ class Job:
         return self.status in FINISHED
 
 
+def job_object(job: Job) -> dict[str, Any]:
+    """A job as the API shows it (OpenAI-style: `object`, unix-second times)."""
+
+    def seconds(value: float | None) -> int | None:
+        return None if value is None else int(value)
+
+    return {
+        "id": job.id,
+        "object": f"{job.kind}.job",
+        "status": job.status,
+        "created_at": seconds(job.created_at),
+        "started_at": seconds(job.started_at),
+        "finished_at": seconds(job.finished_at),
+        "progress": round(job.progress, 4),
+        "audio_seconds": job.audio_s,
+        "audio_seconds_done": round(job.done_s, 3),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "error": job.error,
+        "model": job.params.get("model"),
+        "response_format": job.params.get("response_format", "json"),
+        "filename": job.params.get("filename"),
+        "callback_url": job.callback_url,
+        "callback_status": job.callback_status,
+    }
+
+
 JobPage = tuple[list[Job], bool]
 """A page of jobs and whether more follow (a named alias: inside `JobStore`, `list` is a method)."""
 
@@ -94,6 +121,7 @@ class JobStore(Protocol):
         *,
         status: JobStatus | None = None,
         caller: str | None = None,
+        kind: JobKind | None = None,
         limit: int = 20,
         after: str | None = None,
     ) -> JobPage:

@@ -43,6 +43,7 @@ from tuned_whisper.serving.client_secrets import (
     key_caller,
 )
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
+from tuned_whisper.serving.jobs_api import JobsApi, add_jobs_routes
 from tuned_whisper.serving.upload import (
     ResponseFormat,
     TranscriptionUpload,
@@ -289,8 +290,11 @@ def _model_object(backend: TranscribeBackend, settings: ApiSettings) -> dict[str
     return card
 
 
-def create_api_router(backend: TranscribeBackend, settings: ApiSettings) -> APIRouter:
-    """The OpenAI audio and models routes, to be mounted under `/v1`; errors need `install_error_handlers`."""
+def create_api_router(
+    backend: TranscribeBackend, settings: ApiSettings, jobs: JobsApi | None = None
+) -> APIRouter:
+    """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
+    errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(_keys(settings)))] if _keys(settings) else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
 
@@ -325,6 +329,8 @@ def create_api_router(backend: TranscribeBackend, settings: ApiSettings) -> APIR
     post("/audio/translations", translations, openapi_extra=openapi_form("translate"))
     router.add_api_route("/models", list_models, methods=["GET"])
     router.add_api_route("/models/{model_id:path}", get_model, methods=["GET"])
+    if jobs is not None:
+        add_jobs_routes(router, jobs)
     return router
 
 
@@ -337,12 +343,14 @@ async def _is_ready(backend: TranscribeBackend) -> bool:
     return bool(await result if inspect.isawaitable(result) else result)
 
 
-def create_app(backend: TranscribeBackend, settings: ApiSettings | None = None) -> FastAPI:
+def create_app(
+    backend: TranscribeBackend, settings: ApiSettings | None = None, jobs: JobsApi | None = None
+) -> FastAPI:
     """A FastAPI app serving the API under `/v1`, plus `/healthz` (alive) and `/readyz` (model loaded)."""
     settings = settings or ApiSettings()
     app = FastAPI(title="tuned-whisper", version=__version__, summary="OpenAI-compatible speech to text")
     install_error_handlers(app)
-    app.include_router(create_api_router(backend, settings), prefix="/v1")
+    app.include_router(create_api_router(backend, settings, jobs), prefix="/v1")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

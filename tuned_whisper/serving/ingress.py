@@ -9,6 +9,7 @@ pickled, and Ray's own `GradioServer` integration does not work with Gradio 6.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -117,6 +118,44 @@ class RayBackend:
             yield item
 
 
+class JobRunners:
+    """The job store, the job routes over it, and this replica's workers, which transcribe through the
+    same long-form path as every request, at background priority (after every interactive window)."""
+
+    def __init__(self, backend: RayBackend, settings: Settings) -> None:
+        from tuned_whisper.jobs import open_store
+        from tuned_whisper.serving.jobs_api import JobsApi
+
+        jobs = settings.jobs
+        jobs.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(jobs.database_url or jobs.data_dir / "jobs.sqlite3")
+        self.api = JobsApi(self.store, jobs, settings.api)
+        self.backend = backend
+        self.settings = jobs
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        from tuned_whisper.jobs.worker import JobWorker
+
+        if self._tasks or self._stop.is_set():
+            return
+        for _ in range(self.settings.workers):
+            worker = JobWorker(self.store, self._transcribe, self.settings)
+            self._tasks.append(asyncio.create_task(worker.run(self._stop)))
+        logger.info("%d job worker(s) started", len(self._tasks))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback, caller: str
+    ) -> Transcript:
+        return await self.backend.transcribe(audio, options, progress, caller=caller, partial=True)
+
+
 @serve.ingress()
 class GradioServer:
     """The ingress deployment; `model` is the bound `WhisperASR` deployment."""
@@ -128,9 +167,21 @@ class GradioServer:
         self.backend = RayBackend(model, self.settings)
         self.realtime = RealtimeEndpoint(self.backend, self.settings.api, self.settings.realtime)
         self.in_flight = 0
+        self.jobs = JobRunners(self.backend, self.settings) if self.settings.jobs.enabled else None
+        if self.jobs is not None:
+            with contextlib.suppress(
+                RuntimeError
+            ):  # no loop in this thread: the first health check starts them
+                asyncio.get_running_loop()
+                self.jobs.start()
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check; it also starts the job workers on this replica's event loop."""
+        if self.jobs is not None:
+            self.jobs.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = create_app(self.backend, self.settings.api)
+        app = create_app(self.backend, self.settings.api, self.jobs.api if self.jobs else None)
         app.middleware("http")(self._track)
         app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
         add_realtime_route(app, self.realtime)
@@ -163,8 +214,11 @@ class GradioServer:
             self.in_flight -= 1
 
     def drain(self) -> int:
-        """Stop taking new requests (readiness fails, new requests get 503); returns requests in flight."""
+        """Stop taking new requests (readiness fails, new requests get 503); returns requests in flight.
+        Job workers stop: a running job's lease runs out and another replica (or the next start) takes it."""
         self.backend.draining = True
+        if self.jobs is not None:
+            self.jobs.stop()
         return self.in_flight
 
     def requests_in_flight(self) -> int:

@@ -163,11 +163,7 @@ def _stream(form: FormData, response_format: ResponseFormat) -> bool:
 
 
 async def _file(form: FormData) -> tuple[str, bytes]:
-    upload = form.get("file")
-    if upload is None:
-        raise bad_request("no audio: send the recording in a 'file' form field", param="file")
-    if not isinstance(upload, UploadFile):
-        raise bad_request("'file' must be a file upload (with a filename), not a text field", param="file")
+    upload = upload_file(form)
     return upload.filename or "upload", await upload.read()
 
 
@@ -178,6 +174,12 @@ async def parse_upload(form: FormData, task: Task) -> TranscriptionUpload:
     has one model and `GET /v1/models` names it.
     """
     filename, data = await _file(form)
+    fields = parse_fields(form, task)
+    return TranscriptionUpload(filename, data, *fields)
+
+
+def parse_fields(form: FormData, task: Task) -> tuple[str | None, ResponseFormat, TranscribeOptions, bool]:
+    """The form's fields other than the file: (model, response_format, options, stream)."""
     response_format = _response_format(form)
     options = TranscribeOptions(
         language=_language(form) if task == "transcribe" else None,
@@ -186,8 +188,17 @@ async def parse_upload(form: FormData, task: Task) -> TranscriptionUpload:
         temperature=_temperature(form),
         word_timestamps=_word_timestamps(form, response_format),
     )
-    stream = _stream(form, response_format)
-    return TranscriptionUpload(filename, data, _text(form, "model"), response_format, options, stream)
+    return _text(form, "model"), response_format, options, _stream(form, response_format)
+
+
+def upload_file(form: FormData) -> UploadFile:
+    """The form's `file` part (spooled to disk by the parser, not read into memory here)."""
+    upload = form.get("file")
+    if upload is None:
+        raise bad_request("no audio: send the recording in a 'file' form field", param="file")
+    if not isinstance(upload, UploadFile):
+        raise bad_request("'file' must be a file upload (with a filename), not a text field", param="file")
+    return upload
 
 
 def openapi_form(task: Task) -> dict[str, Any]:

@@ -1,0 +1,178 @@
+"""Asynchronous jobs on the real served app (Ray Serve, the real checkpoint, SQLite on disk): a user hands
+over a recording, gets an id at once, polls it, and fetches subtitles when it is done."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.clips import GERMAN, JFK, SONNETS
+from tests.conftest import API_KEY, SECOND_KEY, UPLOAD_LIMIT
+from tuned_whisper.audio import decode_audio
+from tuned_whisper.jobs import Job, new_job_id, open_store
+from tuned_whisper.jobs.sql import INSERT, job_to_row
+
+pytestmark = pytest.mark.slow
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+JOBS = "/v1/audio/transcriptions/jobs"
+
+
+def submit(url: str, name: str, data: bytes, headers: dict[str, str] = AUTH, **form: str) -> httpx.Response:
+    return httpx.post(f"{url}{JOBS}", files={"file": (name, data)}, data=form, headers=headers, timeout=120)
+
+
+def wait(
+    url: str, job_id: str, *, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{url}{JOBS}/{job_id}", headers=AUTH, timeout=30).json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not reach {until}: {job}")
+
+
+def test_a_recording_handed_over_as_a_job_comes_back_as_subtitles(served_app: str) -> None:
+    response = submit(served_app, "jfk.flac", JFK.path.read_bytes(), response_format="srt")
+    assert response.status_code == 202
+    job = response.json()
+    assert job["object"] == "transcription.job" and job["status"] in ("queued", "running")
+    done = wait(served_app, job["id"])
+    assert done["status"] == "succeeded" and done["progress"] == 1.0 and done["attempts"] == 1
+    assert done["audio_seconds"] == pytest.approx(JFK.duration, abs=0.05)
+    srt = httpx.get(f"{served_app}{JOBS}/{job['id']}/result", headers=AUTH, timeout=30)
+    assert srt.status_code == 200 and srt.text.startswith("1\n00:00:00,000 --> ")
+    assert JFK.missing_phrases(srt.text) == []
+    verbose = httpx.get(
+        f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "verbose_json"}, headers=AUTH
+    ).json()
+    assert verbose["language"] == "english" and verbose["segments"][0]["avg_logprob"] < 0
+
+
+def test_a_recording_over_the_synchronous_upload_limit_is_accepted_as_a_job(served_app: str) -> None:
+    stereo = np.repeat(decode_audio(SONNETS.path)[:, np.newaxis], 2, axis=1)
+    buffer = io.BytesIO()
+    sf.write(buffer, stereo, 16000, format="WAV", subtype="PCM_16")
+    assert buffer.tell() > UPLOAD_LIMIT
+    too_big = httpx.post(
+        f"{served_app}/v1/audio/transcriptions",
+        files={"file": ("sonnets.wav", buffer.getvalue())},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert too_big.status_code == 413
+    job = submit(served_app, "sonnets.wav", buffer.getvalue(), language="en").json()
+    done = wait(served_app, job["id"])
+    assert done["status"] == "succeeded"
+    text = httpx.get(
+        f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "text"}, headers=AUTH
+    )
+    assert SONNETS.missing_phrases(text.text) == []
+
+
+def test_jobs_are_listed_newest_first_and_only_to_their_own_key(served_app: str) -> None:
+    first = submit(served_app, "jfk.flac", JFK.path.read_bytes()).json()["id"]
+    second = submit(served_app, "german.flac", GERMAN.path.read_bytes()).json()["id"]
+    page = httpx.get(f"{served_app}{JOBS}", params={"limit": 1}, headers=AUTH).json()
+    assert page["object"] == "list" and [j["id"] for j in page["data"]] == [second] and page["has_more"]
+    rest = httpx.get(f"{served_app}{JOBS}", params={"limit": 1, "after": second}, headers=AUTH).json()
+    assert [j["id"] for j in rest["data"]] == [first]
+    other = {"Authorization": f"Bearer {SECOND_KEY}"}
+    assert first not in [j["id"] for j in httpx.get(f"{served_app}{JOBS}", headers=other).json()["data"]]
+    hidden = httpx.get(f"{served_app}{JOBS}/{first}", headers=other)
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "job_not_found"
+    wait(served_app, first)
+    wait(served_app, second)
+
+
+def test_a_file_that_is_not_audio_fails_its_job_with_the_reason(served_app: str) -> None:
+    job = submit(served_app, "notes.mp3", b"this is not a recording at all").json()
+    done = wait(served_app, job["id"])
+    assert done["status"] == "failed" and done["attempts"] == 1
+    assert "notes.mp3" in done["error"]["message"]
+    result = httpx.get(f"{served_app}{JOBS}/{job['id']}/result", headers=AUTH)
+    assert result.status_code == 409 and result.json()["error"]["code"] == "job_failed"
+
+
+def test_bad_job_requests_get_clear_errors(served_app: str) -> None:
+    assert (
+        submit(served_app, "jfk.flac", b"x", response_format="docx").json()["error"]["param"]
+        == "response_format"
+    )
+    assert (
+        submit(served_app, "jfk.flac", b"x", callback_url="ftp://x").json()["error"]["param"]
+        == "callback_url"
+    )
+    assert submit(served_app, "jfk.flac", b"x", stream="true").json()["error"]["param"] == "stream"
+    assert submit(served_app, "jfk.flac", b"x", headers={}).status_code == 401
+    missing = httpx.get(f"{served_app}{JOBS}/job_missing", headers=AUTH)
+    assert missing.status_code == 404
+    bad_page = httpx.get(f"{served_app}{JOBS}", params={"limit": 1000}, headers=AUTH)
+    assert bad_page.status_code == 400 and bad_page.json()["error"]["param"] == "limit"
+
+
+def test_a_job_can_be_cancelled_until_it_has_finished(served_app: str) -> None:
+    long = submit(served_app, "sonnets.flac", SONNETS.path.read_bytes(), language="en").json()
+    cancelled = httpx.delete(f"{served_app}{JOBS}/{long['id']}", headers=AUTH)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    time.sleep(2)  # a worker that had started on it stops at its next heartbeat and leaves no result
+    job = httpx.get(f"{served_app}{JOBS}/{long['id']}", headers=AUTH).json()
+    assert job["status"] == "cancelled"
+    result = httpx.get(f"{served_app}{JOBS}/{long['id']}/result", headers=AUTH)
+    assert result.status_code == 409 and result.json()["error"]["code"] == "job_cancelled"
+    short = submit(served_app, "jfk.flac", JFK.path.read_bytes()).json()
+    wait(served_app, short["id"])
+    late = httpx.delete(f"{served_app}{JOBS}/{short['id']}", headers=AUTH)
+    assert late.status_code == 409 and late.json()["error"]["code"] == "job_finished"
+
+
+def test_a_job_whose_worker_died_is_taken_over_and_finished(served_app: str, jobs_dir: Path) -> None:
+    """Another replica claimed the job and died: once its lease runs out, this app's workers finish it."""
+    mine = submit(served_app, "jfk.flac", JFK.path.read_bytes()).json()
+    wait(served_app, mine["id"])
+    store = open_store(jobs_dir / "jobs.sqlite3")
+    try:
+        caller = store.get(mine["id"]).caller  # type: ignore[union-attr]
+    finally:
+        store.close()
+    now = time.time()
+    orphan = Job(
+        id=new_job_id(),
+        kind="transcription",
+        status="running",
+        params={"filename": "jfk.flac"},
+        caller=caller,
+        callback_url=None,
+        audio_path=str(JFK.path),
+        audio_s=None,
+        done_s=0.0,
+        attempts=1,
+        max_attempts=3,
+        error=None,
+        result_path=None,
+        created_at=now,
+        started_at=now,
+        finished_at=None,
+        lease_owner="replica-that-died",
+        lease_expires_at=now + 2,
+        callback_status=None,
+    )
+    # written in one statement, as that replica's claim left it, so no live worker can claim it first
+    with sqlite3.connect(jobs_dir / "jobs.sqlite3") as db:
+        db.execute(INSERT, job_to_row(orphan))
+    assert httpx.get(f"{served_app}{JOBS}/{orphan.id}", headers=AUTH).json()["status"] == "running"
+    done = wait(served_app, orphan.id)
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+    text = httpx.get(
+        f"{served_app}{JOBS}/{orphan.id}/result", params={"response_format": "text"}, headers=AUTH
+    )
+    assert JFK.missing_phrases(text.text) == []
