@@ -4,6 +4,7 @@ a job from queued to its end (success, a bad file, a failing model, a cancel, a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ import pytest
 
 from tests.clips import JFK
 from tuned_whisper.config import JobsSettings
+from tuned_whisper.engine.longform import WindowLog
+from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.jobs import SqliteJobStore
 from tuned_whisper.jobs.results import load_transcript
 from tuned_whisper.jobs.worker import JobWorker
@@ -38,33 +41,52 @@ def submit(store: SqliteJobStore, path: Path, **params: object) -> str:
 
 
 class Model:
-    """Says what it heard (the audio's length), reporting progress in steps; can be told to fail or hang."""
+    """Decodes a recording as four windows the way the long-form path does: windows an earlier attempt
+    finished are skipped, each new one is recorded, then progress moves on. Can fail, or hang after a
+    number of windows (a replica that died)."""
 
-    def __init__(self, fail: int = 0, hang: bool = False) -> None:
+    def __init__(self, fail: int = 0, hang: bool = False, hang_after: int = 4) -> None:
         self.fail = fail
         self.hang = hang
+        self.hang_after = hang_after
         self.calls: list[TranscribeOptions] = []
+        self.decoded: list[int] = []
         self.cancelled = False
 
     async def __call__(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: Callable[[float], None], caller: str
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: Callable[[float], None],
+        caller: str,
+        log: WindowLog,
     ) -> Transcript:
         self.calls.append(options)
-        for step in (0.25, 0.5, 0.75, 1.0):
-            progress(step)
+        for index in range(4):
+            if index == self.hang_after:
+                await self._hang()
+            if index not in log.known:
+                window = Decoded(np.asarray([index], dtype=np.int64), -0.1, 0.0, 0.0, "en")
+                self.decoded.append(index)
+                assert log.record is not None
+                log.record(index, window)
+            progress((index + 1) / 4)
             await asyncio.sleep(0.01)
         if self.fail:
             self.fail -= 1
             raise RuntimeError("the model replica died")
         if self.hang:
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                self.cancelled = True
-                raise
+            await self._hang()
         seconds = len(audio) / 16000
         segment = Segment(id=0, start=0.0, end=seconds, text=f" {seconds:.0f} seconds of speech")
         return Transcript(text=segment.text.strip(), language="en", duration=seconds, segments=(segment,))
+
+    async def _hang(self) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
 
 
 def test_a_queued_job_is_transcribed_and_its_result_kept(
@@ -189,3 +211,51 @@ def test_the_callback_url_gets_the_ended_job(store: SqliteJobStore, settings: Jo
     assert received[0]["id"] == job_id and received[0]["status"] == "succeeded"
     job = store.get(job_id)
     assert job is not None and job.callback_status == "delivered"
+
+
+def test_a_job_taken_over_from_a_dead_worker_resumes_after_its_finished_windows(
+    store: SqliteJobStore, settings: JobsSettings
+) -> None:
+    settings = settings.model_copy(update={"lease_s": 1.5})
+    job_id = submit(store, JFK.path)
+    dying = Model(hang_after=2)
+
+    async def story() -> None:
+        first = asyncio.create_task(JobWorker(store, dying, settings).run_once())
+        while len(store.windows(job_id)) < 2:
+            await asyncio.sleep(0.02)
+        first.cancel()  # the replica is gone; its lease runs out on its own
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert store.get(job_id).status == "running"  # type: ignore[union-attr]
+        await asyncio.sleep(settings.lease_s)
+        assert await JobWorker(store, successor, settings).run_once()
+
+    successor = Model()
+    asyncio.run(story())
+    assert dying.decoded == [0, 1] and successor.decoded == [2, 3]
+    job = store.get(job_id)
+    assert job is not None and job.status == "succeeded" and job.attempts == 2
+
+
+def test_a_finished_window_survives_the_store_as_json() -> None:
+    from tuned_whisper.jobs.results import decoded_from_json, decoded_to_json
+
+    window = Decoded(
+        np.asarray([50364, 400, 50414], dtype=np.int64),
+        -0.31,
+        0.02,
+        0.2,
+        "de",
+        1.4,
+        np.asarray([0.0, 0.5, 1.0]),
+    )
+    back = decoded_from_json(json.loads(json.dumps(decoded_to_json(window))))
+    assert back.tokens.tolist() == window.tokens.tolist() and back.tokens.dtype == np.int64
+    assert (back.avg_logprob, back.no_speech_prob, back.temperature, back.language) == (
+        -0.31,
+        0.02,
+        0.2,
+        "de",
+    )
+    assert back.token_timestamps is not None and back.token_timestamps.tolist() == [0.0, 0.5, 1.0]

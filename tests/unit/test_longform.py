@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -368,3 +369,26 @@ def test_windows_cut_at_pauses_are_read_on_where_whisper_stops_early_and_joined_
     assert transcript.segments[-1].end == pytest.approx(70.0, abs=1.0)  # times shifted per window
     # three windows, and the two long ones read on from their second 18
     assert sum(n for n, _ in decoder.calls) == 5
+
+
+def test_windows_an_earlier_attempt_finished_are_not_decoded_again() -> None:
+    from tuned_whisper.engine.local import LocalRunner
+    from tuned_whisper.engine.longform import LongForm, WindowLog
+
+    decoder = FakeDecoder()
+    settings = EngineSettings(vad_filter=False)
+    options = TranscribeOptions(language="en")
+    audio = np.concatenate([speech(30, 3), speech(30, 5), speech(10, 7)])
+
+    async def transcribe(log: WindowLog) -> str:
+        runner = LocalRunner(decoder, settings)
+        return (await LongForm(decoder.tokenizer, settings).transcribe(audio, options, runner, log=log)).text
+
+    recorded: dict[int, Decoded] = {}
+    whole = asyncio.run(transcribe(WindowLog(record=recorded.__setitem__)))
+    assert sorted(recorded) == [0, 1, 2] and sum(n for n, _ in decoder.calls) == 3
+    decoder.calls.clear()
+    again: dict[int, Decoded] = {}
+    resumed = asyncio.run(transcribe(WindowLog({0: recorded[0], 1: recorded[1]}, again.__setitem__)))
+    assert resumed == whole and sorted(again) == [2]
+    assert sum(n for n, _ in decoder.calls) == 1

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -53,6 +53,15 @@ async def final(items: AsyncIterator[TextDelta | Transcript]) -> Transcript:
     raise AssertionError("a transcript stream ends with a Transcript")
 
 
+@dataclass(frozen=True)
+class WindowLog:
+    """A job's windows: those decoded by an earlier attempt (not decoded again) and where each window is
+    recorded once it is finished, so that a job taken over by another worker resumes there."""
+
+    known: Mapping[int, Decoded] = field(default_factory=dict)
+    record: Callable[[int, Decoded], None] | None = None
+
+
 class WindowRunner(Protocol):
     """Where windows are decoded: a batcher in this process, or the model replicas."""
 
@@ -93,6 +102,7 @@ class LongForm:
         progress: ProgressCallback | None = None,
         speech: SpeechOnly | None = None,
         partial: bool = False,
+        log: WindowLog | None = None,
     ) -> Transcript:
         """The whole transcript, once every window is decoded."""
         stream = self.stream(
@@ -104,6 +114,7 @@ class LongForm:
             eager=False,
             speech=speech,
             partial=partial,
+            log=log,
         )
         return await final(stream)
 
@@ -118,6 +129,7 @@ class LongForm:
         eager: bool = True,
         speech: SpeechOnly | None = None,
         partial: bool = False,
+        log: WindowLog | None = None,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Text as it becomes final, window by window in order, then the whole `Transcript`.
 
@@ -125,7 +137,8 @@ class LongForm:
         `windows_in_flight`); a delta waits for the windows before it. `eager` decodes the first window
         on its own, so that the first text comes after one window's time, not after the first batch's.
         `speech` is `self.speech(audio)` when the caller has already run the voice-activity filter;
-        `partial` marks best-effort work (a live turn's partial text), which waits for all other windows.
+        `partial` marks background work (a live turn's partial text, a job), which waits for all other
+        windows; `log` skips windows an earlier attempt decoded and records each finished one.
         """
         duration = len(audio) / SAMPLE_RATE
         if speech is None and self.engine.vad_filter:
@@ -154,10 +167,15 @@ class LongForm:
         async def decode(index: int, language: str | None, gate: asyncio.Semaphore) -> Decoded:
             nonlocal done
             window = windows[index]
-            async with gate:
-                decoded = await runner.decode(job(window, language))
-            if index in finish:
-                decoded = await self._finish_tail(window, decoded, runner, job)
+            if log is not None and index in log.known:
+                decoded = log.known[index]
+            else:
+                async with gate:
+                    decoded = await runner.decode(job(window, language))
+                if index in finish:
+                    decoded = await self._finish_tail(window, decoded, runner, job)
+                if log is not None and log.record is not None:
+                    log.record(index, decoded)
             done += 1
             if progress is not None:
                 progress(done / len(windows))

@@ -1,4 +1,5 @@
-"""A finished job's transcript on disk: JSON that renders again into any response format."""
+"""A job's results as JSON: its transcript on disk (renders again into any response format), and its
+finished windows in the store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.types import Segment, Transcript, Word
 
 
@@ -32,3 +36,24 @@ def load_transcript(path: Path) -> Transcript:
         for s in data.pop("segments")
     )
     return Transcript(**data, segments=segments)
+
+
+def decoded_to_json(decoded: Decoded) -> dict[str, Any]:
+    """One finished window as the store keeps it, so a job taken over resumes after it."""
+    times = decoded.token_timestamps
+    return {
+        **{f.name: getattr(decoded, f.name) for f in dataclasses.fields(decoded)},
+        "tokens": [int(t) for t in decoded.tokens],
+        "token_timestamps": None if times is None else [float(t) for t in times],
+    }
+
+
+def decoded_from_json(data: dict[str, Any]) -> Decoded:
+    times = data.get("token_timestamps")
+    return Decoded(
+        **{
+            **data,
+            "tokens": np.asarray(data["tokens"], dtype=np.int64),
+            "token_timestamps": None if times is None else np.asarray(times, dtype=np.float32),
+        }
+    )

@@ -18,15 +18,20 @@ import numpy as np
 
 from tuned_whisper.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
 from tuned_whisper.config import JobsSettings
+from tuned_whisper.engine.longform import WindowLog
+from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.jobs.callbacks import deliver
-from tuned_whisper.jobs.results import save_transcript
+from tuned_whisper.jobs.results import decoded_from_json, decoded_to_json, save_transcript
 from tuned_whisper.jobs.store import Job, JobStore, job_object
 from tuned_whisper.types import TranscribeOptions, Transcript
 
 log = logging.getLogger("tuned_whisper.jobs")
 
-Transcribe = Callable[[np.ndarray, TranscribeOptions, Callable[[float], None], str], Awaitable[Transcript]]
-"""(audio, options, progress, caller) -> transcript: the one long-form path, at background priority."""
+Transcribe = Callable[
+    [np.ndarray, TranscribeOptions, Callable[[float], None], str, WindowLog], Awaitable[Transcript]
+]
+"""(audio, options, progress, caller, window log) -> transcript: the one long-form path, at background
+priority, skipping the windows an earlier attempt finished and recording each one it finishes."""
 
 
 class LeaseLost(Exception):
@@ -124,16 +129,25 @@ class JobWorker:
         total = len(audio) / SAMPLE_RATE
         await asyncio.to_thread(self.store.set_audio_s, job.id, total)
         loop = asyncio.get_running_loop()
-        steps = 0
+        known = await asyncio.to_thread(self.store.windows, job.id)
+        if known:
+            log.info("%s: job %s resumes after %d finished windows", self.owner, job.id, len(known))
+        finished: list[tuple[int, Decoded]] = []
+
+        def record(index: int, decoded: Decoded) -> None:
+            finished.append((index, decoded))  # stored with the progress that follows it at once
 
         def progress(fraction: float) -> None:
-            nonlocal steps
-            steps += 1
-            done = min(fraction, 1.0) * total
-            record = self.store.record_window
-            loop.run_in_executor(None, record, job.id, self.owner, steps, {"fraction": fraction}, done)
+            while finished:
+                index, decoded = finished.pop()
+                payload = decoded_to_json(decoded)
+                save = functools.partial(self.store.record_window, job.id, self.owner, index, payload)
+                loop.run_in_executor(None, save, min(fraction, 1.0) * total)
 
-        transcript = await self.transcribe(audio, job_options(job), progress, job.caller or job.id)
+        window_log = WindowLog({i: decoded_from_json(p) for i, p in known.items()}, record)
+        transcript = await self.transcribe(
+            audio, job_options(job), progress, job.caller or job.id, window_log
+        )
         path = result_path(self.settings, job.id)
         await asyncio.to_thread(save_transcript, transcript, path)
         if not await asyncio.to_thread(self.store.succeed, job.id, self.owner, str(path)):

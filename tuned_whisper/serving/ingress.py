@@ -26,7 +26,7 @@ from ray.util import metrics
 from tuned_whisper.config import Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.batching import WindowJob
-from tuned_whisper.engine.longform import LongForm, TextDelta, final
+from tuned_whisper.engine.longform import LongForm, TextDelta, WindowLog, final
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
 from tuned_whisper.serving.realtime import RealtimeEndpoint, add_realtime_route
@@ -90,10 +90,12 @@ class RayBackend:
         *,
         caller: str = "",
         partial: bool = False,
+        log: WindowLog | None = None,
     ) -> Transcript:
         """The long-form path with the model replicas as its runner; `caller` scopes window packing,
         `partial` makes it best-effort (decoded after every other waiting window)."""
-        return await final(self.stream(audio, options, progress, caller=caller, eager=False, partial=partial))
+        stream = self.stream(audio, options, progress, caller=caller, eager=False, partial=partial, log=log)
+        return await final(stream)
 
     async def stream(
         self,
@@ -104,12 +106,20 @@ class RayBackend:
         caller: str = "",
         eager: bool = True,
         partial: bool = False,
+        log: WindowLog | None = None,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Final text as each window is decoded, then the `Transcript` (for `stream=true`)."""
         started = time.perf_counter()
         caller = caller or f"anonymous-{uuid.uuid4().hex}"
         stream = self.longform.stream(
-            audio, options, self.runner, caller=caller, progress=progress, eager=eager, partial=partial
+            audio,
+            options,
+            self.runner,
+            caller=caller,
+            progress=progress,
+            eager=eager,
+            partial=partial,
+            log=log,
         )
         async for item in stream:
             if isinstance(item, Transcript):
@@ -151,9 +161,14 @@ class JobRunners:
             task.cancel()
 
     async def _transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback, caller: str
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        progress: ProgressCallback,
+        caller: str,
+        log: WindowLog,
     ) -> Transcript:
-        return await self.backend.transcribe(audio, options, progress, caller=caller, partial=True)
+        return await self.backend.transcribe(audio, options, progress, caller=caller, partial=True, log=log)
 
 
 @serve.ingress()
