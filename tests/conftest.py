@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,67 @@ from tuned_whisper.config import PROJECT_ROOT, EngineSettings, Settings
 
 IVR_EN = PROJECT_ROOT / "data" / "ivr-en"  # shipped with the repository (CC-BY-SA-3.0, see its COPYRIGHT)
 IVR_DEV = IVR_EN / "dev"
+
+TRAIN = IVR_EN / "train"
+# Prompts in the domain's house style ("*", "#", numerals, "3D") that the base model writes differently.
+HOUSE_STYLE = [
+    "both_help.flac",
+    "vm-Cust1.flac",
+    "vm-Cust2.flac",
+    "confbridge-binaural-on.flac",
+    "vm-next.flac",
+    "dir-multi9.flac",
+]
+
+
+def subset(root: Path, names: list[str]) -> Path:
+    """An audiofolder with only these clips of ivr-en train (linked, not copied)."""
+    lines = (TRAIN / "metadata.csv").read_text().splitlines()
+    root.mkdir()
+    keep = [lines[0]] + [line for line in lines[1:] if line.split(",", 1)[0] in names]
+    (root / "metadata.csv").write_text("\n".join(keep) + "\n")
+    for name in names:
+        (root / name).symlink_to(TRAIN / name)
+    return root
+
+
+def train_references() -> dict[str, str]:
+    """Each ivr-en train clip's transcript, by file name."""
+    return {
+        line.split(",", 1)[0]: line.split(",", 1)[1].rsplit(",en,", 1)[0].strip('"')
+        for line in (TRAIN / "metadata.csv").read_text().splitlines()[1:]
+    }
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory: pytest.TempPathFactory, checkpoint_dir: Path) -> dict:
+    """A LoRA adapter overfit on six house-style clips: it writes "*", "#" and numerals as the domain does."""
+    from finetune.train import main
+
+    data = subset(tmp_path_factory.mktemp("data") / "train", HOUSE_STYLE)
+    output = tmp_path_factory.mktemp("adapter")
+    args = [
+        "--checkpoint",
+        str(checkpoint_dir),
+        "--train",
+        str(data),
+        "--dev",
+        str(data),
+        "--output_dir",
+        str(output),
+        "--num_epochs",
+        "36",
+        "--eval_every_epochs",
+        "12",
+        "--batch_size",
+        "6",
+        "--learning_rate",
+        "0.003",
+        "--warmup_ratio",
+        "0.0",
+    ]
+    assert main(args) == 0
+    return json.loads((output / "training_summary.json").read_text())
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +119,13 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def served_app(checkpoint_dir: Path, jobs_dir: Path) -> Iterator[str]:
+def adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served app's adapter registry (empty at the start)."""
+    return tmp_path_factory.mktemp("adapters")
+
+
+@pytest.fixture(scope="session")
+def served_app(checkpoint_dir: Path, jobs_dir: Path, adapters_dir: Path) -> Iterator[str]:
     """The real product: Ray Serve (local) running the ingress with UI and API and a model replica.
 
     Yields the base URL. Small settings so that tests can reach the limits: a 4 MiB upload limit, 150 s of
@@ -73,6 +141,7 @@ def served_app(checkpoint_dir: Path, jobs_dir: Path) -> Iterator[str]:
     settings = Settings(
         checkpoint=checkpoint_dir,
         max_audio_s=MAX_AUDIO_S,
+        adapters_dir=adapters_dir,
         engine=EngineSettings(device="cpu"),
         api=ApiSettings(
             api_key=API_KEY,

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     """A LoRA adapter directory from `finetune/train.py`, merged onto `checkpoint` at load time."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)
     """Longest audio accepted, in seconds; longer input is refused before it is decoded in full."""
+    adapters_dir: Path = PROJECT_ROOT / "adapters"
+    """The adapter registry: each `<name>/` holding a `finetune/train.py` adapter is served as model
+    `<name>` (read again when the directory changes; a cluster's nodes must share it)."""
+    adapters_force: tuple[str, ...] = ()
+    """Adapters offered although their recorded dev WER is worse than their base's (JSON list)."""
+    max_loaded_adapters: int = Field(default=4, ge=1)
+    """Adapters a model replica keeps loaded; the least recently used is dropped for a new one."""
     engine: EngineSettings = EngineSettings()
     api: ApiSettings = ApiSettings()
     serve: ServeSettings = ServeSettings()

@@ -62,3 +62,5 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    adapter: str | None = None
+    """The registry adapter (by name) to decode with; None: the base checkpoint."""

@@ -7,61 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IVR_EN
+from tests.conftest import HOUSE_STYLE, TRAIN, subset, train_references
 from tuned_whisper.evaluation import score
 
 pytestmark = pytest.mark.slow
-TRAIN = IVR_EN / "train"
-# Prompts in the domain's house style ("*", "#", numerals, "3D") that the base model writes differently.
-HOUSE_STYLE = [
-    "both_help.flac",
-    "vm-Cust1.flac",
-    "vm-Cust2.flac",
-    "confbridge-binaural-on.flac",
-    "vm-next.flac",
-    "dir-multi9.flac",
-]
-
-
-def subset(root: Path, names: list[str]) -> Path:
-    """An audiofolder with only these clips of ivr-en train (linked, not copied)."""
-    lines = (TRAIN / "metadata.csv").read_text().splitlines()
-    root.mkdir()
-    keep = [lines[0]] + [line for line in lines[1:] if line.split(",", 1)[0] in names]
-    (root / "metadata.csv").write_text("\n".join(keep) + "\n")
-    for name in names:
-        (root / name).symlink_to(TRAIN / name)
-    return root
-
-
-@pytest.fixture(scope="module")
-def overfit_run(tmp_path_factory: pytest.TempPathFactory, checkpoint_dir: Path) -> dict:
-    from finetune.train import main
-
-    data = subset(tmp_path_factory.mktemp("data") / "train", HOUSE_STYLE)
-    output = tmp_path_factory.mktemp("adapter")
-    args = [
-        "--checkpoint",
-        str(checkpoint_dir),
-        "--train",
-        str(data),
-        "--dev",
-        str(data),
-        "--output_dir",
-        str(output),
-        "--num_epochs",
-        "36",
-        "--eval_every_epochs",
-        "12",
-        "--batch_size",
-        "6",
-        "--learning_rate",
-        "0.003",
-        "--warmup_ratio",
-        "0.0",
-    ]
-    assert main(args) == 0
-    return json.loads((output / "training_summary.json").read_text())
 
 
 def test_training_lowers_the_loss_and_learns_the_house_style(overfit_run: dict) -> None:
@@ -97,10 +46,7 @@ def test_the_adapter_merges_into_a_checkpoint_that_transcribes_in_house_style(
     assert "| before |" in (merged / "README.md").read_text()
 
     engine = engine_for(merged, "transformers")
-    references = {
-        line.split(",", 1)[0]: line.split(",", 1)[1].rsplit(",en,", 1)[0].strip('"')
-        for line in (TRAIN / "metadata.csv").read_text().splitlines()[1:]
-    }
+    references = train_references()
     options = TranscribeOptions(language="en")
     merged_texts = {name: engine.transcribe(decode_audio(TRAIN / name), options).text for name in HOUSE_STYLE}
     rates = score([references[n] for n in HOUSE_STYLE], [merged_texts[n] for n in HOUSE_STYLE])
@@ -158,3 +104,30 @@ def test_the_same_run_scales_out_on_ray_train_workers(tmp_path: Path, checkpoint
     assert summary["best"]["wer"] < summary["before"]["wer"]
     assert (output / "adapter_model.safetensors").is_file()
     assert read_summary(output) is not None  # what the server shows in /v1/models
+
+
+def test_the_adapter_placed_in_the_registry_is_served_by_name_beside_the_base(
+    overfit_run: dict, tmp_path: Path
+) -> None:
+    """One engine, the base and the fine-tune by name: requests for both decoded in the same batches."""
+    from tuned_whisper.audio import decode_audio
+    from tuned_whisper.config import EngineSettings, Settings
+    from tuned_whisper.engine import load_transcriber
+    from tuned_whisper.types import TranscribeOptions
+
+    registry = tmp_path / "adapters"
+    registry.mkdir()
+    (registry / "ivr-house-style").symlink_to(overfit_run["adapter"], target_is_directory=True)
+    engine = EngineSettings(device="cpu", backend="ctranslate2", ct2_cache_dir=tmp_path / "ct2")
+    served = load_transcriber(
+        Settings(checkpoint=Path(overfit_run["base_checkpoint"]), adapters_dir=registry, engine=engine)
+    )
+    references = [train_references()[name] for name in HOUSE_STYLE]
+    clips = [decode_audio(TRAIN / name) for name in HOUSE_STYLE]
+    styled = TranscribeOptions(language="en", adapter="ivr-house-style")
+    plain = TranscribeOptions(language="en")
+    texts = [t.text for t in served.transcribe_many([(c, o) for c in clips for o in (styled, plain)])]
+    fine, base = texts[0::2], texts[1::2]
+    assert score(references, fine).wer < overfit_run["before"]["wer"] / 2
+    assert score(references, base).wer > score(references, fine).wer
+    assert served.decoder.loads == 1  # loaded once, on first use

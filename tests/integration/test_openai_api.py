@@ -95,7 +95,8 @@ def test_bad_requests_raise_the_sdks_errors_with_our_message(server: tuple[str, 
     with pytest.raises(openai.AuthenticationError, match="incorrect API key"):
         stranger.models.list()
     with pytest.raises(openai.NotFoundError):
-        client.models.retrieve("whisper-1")
+        client.models.retrieve("no-such-model")
+    assert client.models.retrieve("whisper-1").id == client.models.list().data[0].id  # the base model
 
 
 def _start_upload(server: tuple[str, int], headers: dict[str, str]) -> http.client.HTTPConnection:

@@ -352,7 +352,8 @@ async def test_models_list_the_served_checkpoint_with_its_provenance(client: htt
     assert listed == {"object": "list", "data": [{**CARD, "object": "model"}]}
     one = await client.get("/v1/models/whisper-base")
     assert one.json()["provenance"] == {"kind": "hf-dir"}
-    missing = await client.get("/v1/models/whisper-1")
+    assert (await client.get("/v1/models/whisper-1")).json()["id"] == "whisper-base"  # OpenAI: the base
+    missing = await client.get("/v1/models/whisper-large")
     assert assert_openai_error(missing, 404, param="model")["code"] == "model_not_found"
 
 

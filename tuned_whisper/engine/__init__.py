@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber, WindowDecoder
@@ -16,6 +17,7 @@ __all__ = [
     "Transcriber",
     "WindowDecoder",
     "load_decoder",
+    "load_models",
     "load_transcriber",
 ]
 
@@ -43,8 +45,25 @@ def load_decoder(settings: Settings) -> WindowDecoder:
     return TransformersDecoder(settings.checkpoint, engine, settings.adapter)
 
 
+def load_models(settings: Settings) -> WindowDecoder:
+    """The configured backend over the base checkpoint, plus the registry's adapters on first use."""
+    from tuned_whisper.adapters import AdapterRegistry
+    from tuned_whisper.engine.multi import MultiDecoder
+
+    registry = AdapterRegistry(settings.adapters_dir, settings.adapters_force)
+
+    def resolve(name: str) -> Path | None:
+        adapter = registry.get(name)
+        return adapter.path if adapter is not None else None
+
+    def load(path: Path) -> WindowDecoder:
+        return load_decoder(settings.model_copy(update={"adapter": path}))
+
+    return MultiDecoder(load_decoder(settings), resolve, load, settings.max_loaded_adapters)
+
+
 def load_transcriber(settings: Settings) -> Engine:
-    """A whole-file `Transcriber` over the configured backend."""
+    """A whole-file `Transcriber` over the configured backend (and the registry's adapters)."""
     from tuned_whisper.engine.local import Engine
 
-    return Engine(load_decoder(settings), settings.engine)
+    return Engine(load_models(settings), settings.engine)

@@ -47,6 +47,7 @@ def job_options(job: Job) -> TranscribeOptions:
         initial_prompt=p.get("prompt"),
         temperature=float(p.get("temperature", 0.0)),
         word_timestamps=bool(p.get("word_timestamps", False)),
+        adapter=p.get("adapter"),
     )
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -27,7 +28,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuned_whisper import __version__
-from tuned_whisper.adapters import adapter_card
+from tuned_whisper.adapters import BASE_ALIASES, AdapterRegistry, adapter_card
 from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
@@ -217,13 +218,15 @@ async def _decode(upload: TranscriptionUpload, max_audio_s: float) -> np.ndarray
 
 
 async def _handle_audio(
-    request: Request, backend: TranscribeBackend, settings: ApiSettings, task: Task
+    request: Request, backend: TranscribeBackend, settings: ApiSettings, task: Task, models: Models
 ) -> Response:
     form = await read_form(request, settings.max_upload_bytes)
     try:
         upload = await parse_upload(form, task)
     finally:
         await form.close()
+    adapter = await anyio.to_thread.run_sync(models.adapter_for, upload.model)
+    upload = dataclasses.replace(upload, options=dataclasses.replace(upload.options, adapter=adapter))
     audio = await _decode(upload, settings.max_audio_s)
     caller = caller_id(request, settings)
     if upload.stream:
@@ -290,33 +293,86 @@ def _model_object(backend: TranscribeBackend, settings: ApiSettings) -> dict[str
     return card
 
 
+class Models:
+    """What a request's `model` may name: the base checkpoint (its id, `whisper-1`, or nothing) or an
+    adapter of the registry (by name)."""
+
+    def __init__(self, backend: TranscribeBackend, settings: ApiSettings, registry: AdapterRegistry | None):
+        self.backend = backend
+        self.settings = settings
+        self.registry = registry
+
+    def base(self) -> dict[str, Any]:
+        return _model_object(self.backend, self.settings)
+
+    def listing(self) -> list[dict[str, Any]]:
+        base = self.base()
+        adapters = self.registry.adapters() if self.registry is not None else {}
+        return [base, *(self._adapter_object(name, base["id"]) for name in sorted(adapters))]
+
+    def get(self, model_id: str) -> dict[str, Any]:
+        base = self.base()
+        if model_id == base["id"] or model_id in BASE_ALIASES:
+            return base
+        if self.registry is not None and self.registry.get(model_id) is not None:
+            return self._adapter_object(model_id, base["id"])
+        raise self._unknown(model_id, base["id"])
+
+    def adapter_for(self, model: str | None) -> str | None:
+        """The adapter a request's `model` names; None for the base model; 404 for anything else."""
+        if model is None:
+            return None
+        self.get(model)
+        base = self.base()
+        return None if model == base["id"] or model in BASE_ALIASES else model
+
+    def _adapter_object(self, name: str, base_id: str) -> dict[str, Any]:
+        adapter = self.registry.get(name) if self.registry is not None else None
+        if adapter is None:
+            raise self._unknown(name, base_id)
+        card = adapter_card(adapter.path)
+        return {
+            "id": name,
+            "object": "model",
+            "created": int(adapter.path.stat().st_mtime),
+            "owned_by": "tuned-whisper",
+            "parent": base_id,
+            "adapter": card,
+        }
+
+    def _unknown(self, model_id: str, base_id: str) -> ApiError:
+        names = [base_id, *(sorted(self.registry.adapters()) if self.registry is not None else [])]
+        message = f"model {model_id!r} does not exist; this server serves {', '.join(map(repr, names))}"
+        return ApiError(404, message, param="model", code="model_not_found")
+
+
 def create_api_router(
-    backend: TranscribeBackend, settings: ApiSettings, jobs: JobsApi | None = None
+    backend: TranscribeBackend,
+    settings: ApiSettings,
+    jobs: JobsApi | None = None,
+    registry: AdapterRegistry | None = None,
 ) -> APIRouter:
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(_keys(settings)))] if _keys(settings) else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
+    models = Models(backend, settings, registry)
 
     async def transcriptions(request: Request) -> Response:
         """Transcribe an uploaded recording in its own language (OpenAI `audio.transcriptions`)."""
-        return await _handle_audio(request, backend, settings, "transcribe")
+        return await _handle_audio(request, backend, settings, "transcribe", models)
 
     async def translations(request: Request) -> Response:
         """Translate an uploaded recording into English text (OpenAI `audio.translations`)."""
-        return await _handle_audio(request, backend, settings, "translate")
+        return await _handle_audio(request, backend, settings, "translate", models)
 
     async def list_models() -> dict[str, Any]:
-        """The served model, in OpenAI's list shape."""
-        return {"object": "list", "data": [_model_object(backend, settings)]}
+        """The base model and every adapter of the registry, in OpenAI's list shape."""
+        return {"object": "list", "data": await anyio.to_thread.run_sync(models.listing)}
 
     async def get_model(model_id: str) -> dict[str, Any]:
-        """The served model if `model_id` names it, else 404."""
-        model = _model_object(backend, settings)
-        if model_id != model["id"]:
-            message = f"model {model_id!r} does not exist; this server serves {model['id']!r}"
-            raise ApiError(404, message, param="model", code="model_not_found")
-        return model
+        """The base model or a registry adapter, else 404 `model_not_found`."""
+        return await anyio.to_thread.run_sync(models.get, model_id)
 
     async def client_secrets(request: Request) -> dict[str, Any]:
         """A short-lived key a browser may open realtime sessions with (OpenAI `realtime.client_secrets`);
@@ -330,7 +386,7 @@ def create_api_router(
     router.add_api_route("/models", list_models, methods=["GET"])
     router.add_api_route("/models/{model_id:path}", get_model, methods=["GET"])
     if jobs is not None:
-        add_jobs_routes(router, jobs)
+        add_jobs_routes(router, jobs, models.adapter_for)
     return router
 
 
@@ -344,13 +400,16 @@ async def _is_ready(backend: TranscribeBackend) -> bool:
 
 
 def create_app(
-    backend: TranscribeBackend, settings: ApiSettings | None = None, jobs: JobsApi | None = None
+    backend: TranscribeBackend,
+    settings: ApiSettings | None = None,
+    jobs: JobsApi | None = None,
+    registry: AdapterRegistry | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the API under `/v1`, plus `/healthz` (alive) and `/readyz` (model loaded)."""
     settings = settings or ApiSettings()
     app = FastAPI(title="tuned-whisper", version=__version__, summary="OpenAI-compatible speech to text")
     install_error_handlers(app)
-    app.include_router(create_api_router(backend, settings, jobs), prefix="/v1")
+    app.include_router(create_api_router(backend, settings, jobs, registry), prefix="/v1")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -58,7 +58,10 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
     )(GradioServer)
     engine = settings.engine.model_dump(mode="json")
     adapter = str(settings.adapter) if settings.adapter else None
-    bound = model.bind(str(settings.checkpoint), engine, adapter, s.pack_across_callers)
+    registry = settings.model_dump(
+        mode="json", include={"adapters_dir", "adapters_force", "max_loaded_adapters"}
+    )
+    bound = model.bind(str(settings.checkpoint), engine, adapter, s.pack_across_callers, registry)
     return ingress.bind(bound, settings.model_dump(mode="json"))
 
 

@@ -196,7 +196,10 @@ class GradioServer:
             self.jobs.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = create_app(self.backend, self.settings.api, self.jobs.api if self.jobs else None)
+        from tuned_whisper.adapters import AdapterRegistry
+
+        registry = AdapterRegistry(self.settings.adapters_dir, self.settings.adapters_force)
+        app = create_app(self.backend, self.settings.api, self.jobs.api if self.jobs else None, registry)
         app.middleware("http")(self._track)
         app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
         add_realtime_route(app, self.realtime)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
@@ -67,10 +68,13 @@ class JobsApi:
             return None
         return key_caller(authorization.partition(" ")[2].strip())
 
-    async def submit(self, request: Request, kind: JobKind, task: Task) -> JSONResponse:
+    async def submit(
+        self, request: Request, kind: JobKind, task: Task, adapter_for: AdapterFor
+    ) -> JSONResponse:
         form = await read_form(request, self.jobs.max_upload_bytes)
         try:
             model, response_format, options, stream = parse_fields(form, task)
+            adapter = adapter_for(model)
             if stream:
                 raise bad_request("a job is not streamed; poll it or pass a callback_url", param="stream")
             callback_url = _callback_url(form)
@@ -82,6 +86,7 @@ class JobsApi:
             await form.close()
         params = {
             "model": model,
+            "adapter": adapter,
             "response_format": response_format,
             "language": options.language,
             "prompt": options.initial_prompt,
@@ -180,24 +185,27 @@ def _copy(source: Any, target: Path) -> None:
     partial.replace(target)
 
 
-def add_jobs_routes(router: APIRouter, api: JobsApi) -> None:
+AdapterFor = Callable[[str | None], str | None]
+"""A request's `model` -> the adapter to decode with (None: the base), or the 404 `model_not_found`."""
+
+
+def add_jobs_routes(router: APIRouter, api: JobsApi, adapter_for: AdapterFor) -> None:
     """Mount the job routes on the `/v1` router (whose dependencies check the API key)."""
     for plural, (kind, task) in KINDS.items():
         base = f"/audio/{plural}/jobs"
-        router.add_api_route(
-            base, _submit(api, kind, task), methods=["POST"], response_model=None, status_code=202
-        )
+        submit = _submit(api, kind, task, adapter_for)
+        router.add_api_route(base, submit, methods=["POST"], response_model=None, status_code=202)
         router.add_api_route(base, _listing(api, kind), methods=["GET"])
         router.add_api_route(base + "/{job_id}", api.get, methods=["GET"])
         router.add_api_route(base + "/{job_id}/result", api.result, methods=["GET"], response_model=None)
         router.add_api_route(base + "/{job_id}", api.cancel, methods=["DELETE"])
 
 
-def _submit(api: JobsApi, kind: JobKind, task: Task) -> Any:
+def _submit(api: JobsApi, kind: JobKind, task: Task, adapter_for: AdapterFor) -> Any:
     async def submit(request: Request) -> JSONResponse:
         """Queue a recording; answers 202 with the job at once (form fields as the synchronous endpoint's,
         plus `callback_url`)."""
-        return await api.submit(request, kind, task)
+        return await api.submit(request, kind, task, adapter_for)
 
     return submit
 

@@ -36,17 +36,19 @@ class WhisperASR:
         engine: dict[str, Any],
         adapter: str | None = None,
         pack_across_callers: bool = False,
+        registry: dict[str, Any] | None = None,
     ) -> None:
         from tuned_whisper.config import EngineSettings, Settings
-        from tuned_whisper.engine import load_decoder
+        from tuned_whisper.engine import load_models
         from tuned_whisper.engine.local import LocalRunner, packing_from
 
         settings = Settings(
             checkpoint=Path(checkpoint),
             adapter=Path(adapter) if adapter else None,
             engine=EngineSettings(**engine),
+            **(registry or {}),  # adapters_dir, adapters_force, max_loaded_adapters
         )
-        self.decoder = load_decoder(settings)
+        self.decoder = load_models(settings)
         self.runner = LocalRunner(
             self.decoder,
             settings.engine,

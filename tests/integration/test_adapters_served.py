@@ -1,0 +1,46 @@
+"""A fine-tune goes live by name on the running service: dropped into the adapter registry, listed by
+`/v1/models`, chosen per request with the `openai` client beside the base model, then withdrawn."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import API_KEY, HOUSE_STYLE, TRAIN, train_references
+from tuned_whisper.evaluation import score
+
+pytestmark = pytest.mark.slow
+NAME = "ivr-house-style"
+
+
+def test_an_adapter_dropped_into_the_registry_is_served_by_name_without_a_restart(
+    served_app: str, adapters_dir: Path, overfit_run: dict
+) -> None:
+    client = openai.OpenAI(base_url=f"{served_app}/v1", api_key=API_KEY)
+    base = client.models.list().data[0].id
+    assert NAME not in [m.id for m in client.models.list().data]
+    (adapters_dir / NAME).symlink_to(overfit_run["adapter"], target_is_directory=True)
+    listed = {m.id: m for m in client.models.list().data}
+    assert NAME in listed and listed[NAME].model_extra["parent"] == base
+    assert listed[NAME].model_extra["adapter"]["after"]["wer"] == overfit_run["best"]["wer"]
+
+    def transcribe(job: tuple[str, str]) -> str:
+        clip, model = job
+        with (TRAIN / clip).open("rb") as audio:
+            return client.audio.transcriptions.create(model=model, file=audio, language="en").text
+
+    jobs = [(clip, model) for clip in HOUSE_STYLE for model in (NAME, "whisper-1")]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:  # both models in flight at once
+        texts = list(pool.map(transcribe, jobs))
+    references = [train_references()[clip] for clip in HOUSE_STYLE]
+    fine, plain = score(references, texts[0::2]).wer, score(references, texts[1::2]).wer
+    assert fine < overfit_run["before"]["wer"] / 2 and plain > fine
+
+    (adapters_dir / NAME).unlink()
+    assert NAME not in [m.id for m in client.models.list().data]
+    with pytest.raises(openai.NotFoundError) as gone:
+        transcribe((HOUSE_STYLE[0], NAME))
+    assert gone.value.code == "model_not_found"
