@@ -45,6 +45,37 @@ def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--word-timestamps", action="store_true", help="time every word")
 
 
+def _add_batch(subcommands: argparse._SubParsersAction) -> None:
+    # "resolve": the batch's --batch-size counts files per worker call and replaces the engine's
+    # (windows per forward pass), which stays reachable as --window-batch-size.
+    batch = subcommands.add_parser(
+        "batch",
+        help="transcribe many files, folders or manifests on Ray (resumable, with a report.csv)",
+        conflict_handler="resolve",
+    )
+    batch.add_argument(
+        "inputs", nargs="+", type=Path, help="audio/video files, folders (recursive), .jsonl/.csv manifests"
+    )
+    batch.add_argument("--output-dir", "-o", type=Path, required=True)
+    batch.add_argument(
+        "--format", "-f", default="txt", help=f"comma-separated, of {', '.join(FORMATS)} (default: txt)"
+    )
+    batch.add_argument(
+        "--address",
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a Ray of its own)",
+    )
+    batch.add_argument("--workers", type=int, default=1, help="transcribing actors, each with its own model")
+    batch.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray CPUs per actor (default 1)")
+    _add_decode_flags(batch)
+    _add_engine_flags(batch)
+    batch.add_argument(
+        "--batch-size", dest="files_per_call", type=int, default=8, help="files per worker call"
+    )
+    batch.add_argument(
+        "--window-batch-size", dest="batch_size", type=int, help="30 s windows per forward pass (default: 8)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuned-whisper", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="score only the first N utterances")
     _add_decode_flags(evaluate)
     _add_engine_flags(evaluate)
+
+    _add_batch(subcommands)
 
     stream = subcommands.add_parser(
         "stream", help="stream a file (or raw PCM on stdin) to a running server's realtime WebSocket"
@@ -114,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval": commands.evaluate,
         "checkpoint": commands.checkpoint,
         "stream": commands.stream,
+        "batch": commands.batch,
     }
     return handlers[args.command](args)
 

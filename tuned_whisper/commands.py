@@ -95,6 +95,48 @@ def transcribe(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def batch(args: argparse.Namespace) -> int:
+    """Transcribe files, folders and manifests on Ray Data; exit 1 when any file failed (see report.csv)."""
+    from tqdm import tqdm
+
+    from tuned_whisper.batch import (
+        REPORT_FILE,
+        BatchConfig,
+        BatchUsageError,
+        FileResult,
+        discover,
+        parse_formats,
+        run_batch,
+    )
+
+    try:
+        options = options_from_args(args)
+        formats = parse_formats(args.format)
+        entries = discover(args.inputs)
+        if args.workers < 1 or args.files_per_call < 1 or args.cpus_per_worker <= 0:
+            raise BatchUsageError("--workers, --batch-size and --cpus-per-worker must be above 0")
+    except ValueError as exc:  # BatchUsageError included
+        _fail(str(exc))
+        return EXIT_USAGE
+    config = BatchConfig(
+        args.output_dir, formats, args.address, args.workers, args.files_per_call, args.cpus_per_worker
+    )
+    with tqdm(total=len(entries), desc="transcribing", unit="file", file=sys.stderr) as bar:
+
+        def show(result: FileResult) -> None:
+            if result.status == "failed":
+                bar.write(f"error: {result.file}: {result.error}", file=sys.stderr)
+            bar.update(1)
+
+        results = run_batch(entries, config, settings_from_args(args), options, on_result=show)
+    report = config.output_dir / REPORT_FILE
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; report: {report}", file=sys.stderr)
+    if counts["failed"]:
+        _fail(f"{counts['failed']} of {len(results)} files failed; the errors are in {report}")
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
 def _transcribe_dataset(
     engine: object, utterances: list, options: TranscribeOptions, batch: int
 ) -> list[str]:
