@@ -43,6 +43,9 @@ def _add_decode_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="initial prompt: vocabulary or style to steer the transcript")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default)")
     parser.add_argument("--word-timestamps", action="store_true", help="time every word")
+    parser.add_argument(
+        "--model", help="an adapter of the registry ($TW_ADAPTERS_DIR, adapters/) by name (default: the base)"
+    )
 
 
 def _add_batch(subcommands: argparse._SubParsersAction) -> None:

@@ -52,7 +52,22 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         initial_prompt=args.prompt,
         temperature=args.temperature,
         word_timestamps=args.word_timestamps,
+        adapter=_adapter(getattr(args, "model", None)),
     )
+
+
+def _adapter(model: str | None) -> str | None:
+    """The registry adapter `--model` names (None: the base); an unknown one is a usage error."""
+    from tuned_whisper.adapters import BASE_ALIASES, AdapterRegistry
+
+    if model is None or model in BASE_ALIASES:
+        return None
+    settings = Settings()
+    registry = AdapterRegistry(settings.adapters_dir, settings.adapters_force)
+    if registry.get(model) is None:
+        offered = ", ".join(sorted(registry.adapters())) or "none"
+        raise ValueError(f"no adapter {model!r} in {settings.adapters_dir} (offered: {offered})")
+    return model
 
 
 def _load_engine(args: argparse.Namespace):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -145,3 +146,19 @@ def test_both_backends_transcribe_from_the_command_line_and_silence_gives_an_emp
         assert result.returncode == 0, result.stderr
         assert JFK.missing_phrases(json.loads((out / "jfk.json").read_text())["text"]) == []
         assert json.loads((out / "silence.json").read_text())["text"] == ""
+
+
+def test_an_unknown_model_is_a_usage_error_that_names_what_is_offered(tmp_path: Path) -> None:
+    (tmp_path / "bank").mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (tmp_path / "bank" / name).write_text("{}")
+    env = {**os.environ, "TW_ADAPTERS_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tuned_whisper.cli", "transcribe", str(JFK.path), "--model", "insurance"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no adapter 'insurance'" in result.stderr and "bank" in result.stderr
