@@ -9,7 +9,6 @@ only has to exist where the command runs. A file whose outputs all exist is skip
 from __future__ import annotations
 
 import csv
-import json
 import math
 import pickle
 import time
@@ -19,6 +18,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tuned_whisper.datasets import DatasetError, json_object
 from tuned_whisper.formats import EXTENSIONS, FORMATS
 
 if TYPE_CHECKING:
@@ -141,12 +141,9 @@ def _manifest_rows(manifest: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise BatchUsageError(f"{manifest}:{line}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise BatchUsageError(f"{manifest}:{line}: each line must be a JSON object")
-            yield line, row
+                yield line, json_object(text, manifest, line)
+            except DatasetError as exc:
+                raise BatchUsageError(str(exc)) from exc
 
 
 def _with_stems(entries: list[Entry]) -> list[Entry]:

@@ -157,12 +157,13 @@ def _read_jsonl(path: Path) -> _Table:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
-            rows.append(_Row(line=number, fields=_json_object(line, path, number)))
+            rows.append(_Row(line=number, fields=json_object(line, path, number)))
     columns = list(dict.fromkeys(column for row in rows for column in row.fields))
     return _Table(source=path, columns=columns, rows=rows)
 
 
-def _json_object(line: str, path: Path, number: int) -> dict[str, object]:
+def json_object(line: str, path: Path, number: int) -> dict[str, object]:
+    """Line `number` of a JSONL file as an object; a DatasetError names the file and line otherwise."""
     try:
         fields = json.loads(line)
     except json.JSONDecodeError as error:
