@@ -89,7 +89,7 @@ def test_a_csv_manifest_works_like_a_jsonl_one(tmp_path: Path) -> None:
     ("manifest", "text", "says"),
     [
         ("list.jsonl", '{"file": "a.wav"}\n{"name": "b.wav"}\n', "list.jsonl:2: no 'file' or 'path'"),
-        ("list.jsonl", "a.wav\n", "list.jsonl:1: not JSON"),
+        ("list.jsonl", "a.wav\n", "list.jsonl, line 1 is not valid JSON"),
         ("list.csv", "file,language\na.wav,klingon\n", "list.csv:2: unknown language 'klingon'"),
     ],
 )
