@@ -256,7 +256,10 @@ def _transcribed_rows(
 ) -> Iterator[dict[str, Any]]:
     import ray
 
-    items = [{"key": i, "path": str(e.path), "language": e.language or ""} for i, e in enumerate(entries)]
+    items = [
+        {"key": i, "path": str(e.path.absolute()), "language": e.language or ""}
+        for i, e in enumerate(entries)
+    ]
     dataset = (
         ray.data.from_items(items, override_num_blocks=len(items))
         # Its own CPU share keeps the decoding out of the actors (Ray would fuse it in), so that ffmpeg
@@ -303,9 +306,10 @@ def _transcribe_on_ray(
 
     # Threads set explicitly: inside Ray OMP_NUM_THREADS is 1, and each actor owns `cpus_per_worker`.
     threads = settings.engine.num_threads or max(1, math.floor(config.cpus_per_worker))
-    settings = settings.model_copy(
-        update={"engine": settings.engine.model_copy(update={"num_threads": threads})}
+    engine = settings.engine.model_copy(
+        update={"num_threads": threads, "ct2_cache_dir": settings.engine.ct2_cache_dir.resolve()}
     )
+    settings = settings.model_copy(update={"engine": engine, **_absolute(settings, "checkpoint", "adapter")})
     if resolve_backend(settings.engine.backend, settings.engine.device) == "ctranslate2":
         from tuned_whisper.engine.ctranslate2_engine import prepare_export
 
@@ -323,6 +327,12 @@ def _transcribe_on_ray(
                 yield entry, FileResult(str(entry.path), "failed", error=error)
     finally:
         ray.shutdown()
+
+
+def _absolute(settings: Settings, *fields: str) -> dict[str, Path]:
+    """Paths as the driver sees them: actors need not share its working directory (hub ids stay)."""
+    paths = {f: getattr(settings, f) for f in fields}
+    return {f: p.resolve() for f, p in paths.items() if p is not None and p.exists()}
 
 
 def _finish(entry: Entry, row: dict[str, Any], config: BatchConfig) -> FileResult:

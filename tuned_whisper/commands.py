@@ -123,6 +123,7 @@ def batch(args: argparse.Namespace) -> int:
         parse_formats,
         run_batch,
     )
+    from tuned_whisper.checkpoint import CheckpointError
 
     try:
         options = options_from_args(args)
@@ -143,7 +144,11 @@ def batch(args: argparse.Namespace) -> int:
                 bar.write(f"error: {result.file}: {result.error}", file=sys.stderr)
             bar.update(1)
 
-        results = run_batch(entries, config, settings_from_args(args), options, on_result=show)
+        try:
+            results = run_batch(entries, config, settings_from_args(args), options, on_result=show)
+        except CheckpointError as exc:  # before any file: the model the workers would load is not there
+            _fail(str(exc))
+            return EXIT_FAILED
     report = config.output_dir / REPORT_FILE
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()) + f"; report: {report}", file=sys.stderr)
