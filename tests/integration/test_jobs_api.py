@@ -176,3 +176,64 @@ def test_a_job_whose_worker_died_is_taken_over_and_finished(served_app: str, job
         f"{served_app}{JOBS}/{orphan.id}/result", params={"response_format": "text"}, headers=AUTH
     )
     assert JFK.missing_phrases(text.text) == []
+
+
+def test_a_job_survives_its_replica_being_killed_mid_way_and_no_window_is_decoded_twice(
+    served_app: str, jobs_dir: Path
+) -> None:
+    """The ingress replica running a job dies after some windows: Serve starts a new one, whose worker
+    takes the job over when the lease runs out and decodes only the windows that were not finished."""
+    import ray
+    from ray.util.state import list_actors
+
+    long = np.concatenate([decode_audio(SONNETS.path)] * 4)  # 425 s: more windows than one batch holds
+    buffer = io.BytesIO()
+    sf.write(buffer, long, 16000, format="FLAC")
+    job = submit(served_app, "sonnets-x4.flac", buffer.getvalue(), language="en").json()
+    deadline = time.monotonic() + 240
+    while True:
+        state = httpx.get(f"{served_app}{JOBS}/{job['id']}", headers=AUTH, timeout=30).json()
+        assert state["status"] != "succeeded", "the job finished before the replica could be killed"
+        if state["audio_seconds_done"] > 0:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    store = open_store(jobs_dir / "jobs.sqlite3")
+    try:
+        finished_before = set(store.windows(job["id"]))
+    finally:
+        store.close()
+    ingress = [
+        a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "GradioServer" in (a.class_name or "")
+    ]
+    assert len(ingress) == 1
+    ray.kill(ray.get_actor(ingress[0].name, namespace="serve"), no_restart=True)
+    done = wait(served_app_when_ready(served_app), job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] >= 2
+    text = httpx.get(
+        f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "text"}, headers=AUTH
+    )
+    assert SONNETS.missing_phrases(text.text) == []
+    assert text.text.lower().count("from fairest creatures") == 4  # each copy read once
+    assert finished_before  # those windows were kept, not decoded again: the log says where it resumed
+    files = [p for p in Path(ray_logs()).rglob("*") if p.suffix in (".err", ".log", ".out")]
+    logs = "".join(p.read_text(errors="replace") for p in files)
+    assert f"job {job['id']} resumes after" in logs
+
+
+def served_app_when_ready(url: str) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the app did not come back after its ingress replica was killed")
+
+
+def ray_logs() -> str:
+    import ray
+
+    return str(Path(ray._private.worker._global_node.get_session_dir_path()) / "logs")
