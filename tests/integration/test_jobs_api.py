@@ -56,6 +56,14 @@ def test_a_recording_handed_over_as_a_job_comes_back_as_subtitles(served_app: st
         f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "verbose_json"}, headers=AUTH
     ).json()
     assert verbose["language"] == "english" and verbose["segments"][0]["avg_logprob"] < 0
+    sync = httpx.post(
+        f"{served_app}/v1/audio/transcriptions",
+        files={"file": ("jfk.flac", JFK.path.read_bytes())},
+        data={"response_format": "verbose_json"},
+        headers=AUTH,
+        timeout=120,
+    ).json()
+    assert verbose["text"] == sync["text"]  # the same long-form path as the synchronous endpoint
 
 
 def test_a_recording_over_the_synchronous_upload_limit_is_accepted_as_a_job(served_app: str) -> None:
@@ -219,6 +227,32 @@ def test_a_job_survives_its_replica_being_killed_mid_way_and_no_window_is_decode
     files = [p for p in Path(ray_logs()).rglob("*") if p.suffix in (".err", ".log", ".out")]
     logs = "".join(p.read_text(errors="replace") for p in files)
     assert f"job {job['id']} resumes after" in logs
+
+
+def test_a_job_survives_the_model_replica_dying_under_it(served_app: str) -> None:
+    """The model replica dies while it decodes a job's windows: the attempt fails, the job is queued
+    again and finishes on the replica Serve starts in its place."""
+    import ray
+    from ray.util.state import list_actors
+
+    long = np.concatenate([decode_audio(SONNETS.path)] * 2)
+    buffer = io.BytesIO()
+    sf.write(buffer, long, 16000, format="FLAC")
+    job = submit(served_app, "sonnets-x2.flac", buffer.getvalue(), language="en").json()
+    wait(served_app, job["id"], until=("running",))
+    time.sleep(1.0)  # its windows are on the model replica now
+    model = [
+        a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "WhisperASR" in (a.class_name or "")
+    ]
+    assert len(model) == 1
+    ray.kill(ray.get_actor(model[0].name, namespace="serve"), no_restart=True)
+    done = wait(served_app, job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] >= 2, done
+    text = httpx.get(
+        f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "text"}, headers=AUTH
+    )
+    assert text.text.lower().count("from fairest creatures") == 2
+    served_app_when_ready(served_app)
 
 
 def served_app_when_ready(url: str) -> str:
