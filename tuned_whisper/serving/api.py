@@ -34,7 +34,6 @@ from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.engine.longform import TextDelta
-from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.serving.client_secrets import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -46,11 +45,11 @@ from tuned_whisper.serving.client_secrets import (
 from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
 from tuned_whisper.serving.jobs_api import JobsApi, add_jobs_routes
 from tuned_whisper.serving.upload import (
-    ResponseFormat,
     TranscriptionUpload,
     openapi_form,
     parse_upload,
     read_form,
+    transcript_response,
 )
 from tuned_whisper.types import Task, TranscribeOptions, Transcript
 
@@ -201,14 +200,6 @@ def caller_id(request: Request, settings: ApiSettings) -> str:
     return f"request-{request_id(request)}"
 
 
-def _render(transcript: Transcript, response_format: ResponseFormat) -> Response:
-    fmt = "txt" if response_format == "text" else response_format
-    media_type = MEDIA_TYPES[fmt]
-    if not media_type.startswith(("text/", "application/json")):
-        media_type += "; charset=utf-8"  # Starlette adds the charset to text/* types only
-    return Response(render(transcript, fmt), media_type=media_type)
-
-
 async def _decode(upload: TranscriptionUpload, max_audio_s: float) -> np.ndarray:
     decode = functools.partial(decode_audio, upload.data, name=upload.filename, max_duration_s=max_audio_s)
     try:
@@ -246,7 +237,7 @@ async def _handle_audio(
         transcript.language,
         time.perf_counter() - started,
     )
-    return _render(transcript, upload.response_format)
+    return transcript_response(transcript, upload.response_format)
 
 
 def _sse(event: dict[str, Any]) -> bytes:

@@ -184,10 +184,9 @@ class GradioServer:
         self.in_flight = 0
         self.jobs = JobRunners(self.backend, self.settings) if self.settings.jobs.enabled else None
         if self.jobs is not None:
-            with contextlib.suppress(
-                RuntimeError
-            ):  # no loop in this thread: the first health check starts them
-                asyncio.get_running_loop()
+            # Without an event loop in this thread the workers cannot start here; the first health check
+            # (on the replica's loop) starts them.
+            with contextlib.suppress(RuntimeError):
                 self.jobs.start()
 
     async def check_health(self) -> None:

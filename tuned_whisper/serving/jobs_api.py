@@ -22,12 +22,17 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData
 
 from tuned_whisper.config import ApiSettings, JobsSettings
-from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.jobs.results import load_transcript
 from tuned_whisper.jobs.store import Job, JobKind, JobStatus, JobStore, job_object, new_job_id
 from tuned_whisper.serving.client_secrets import key_caller
 from tuned_whisper.serving.errors import ApiError, bad_request
-from tuned_whisper.serving.upload import RESPONSE_FORMATS, parse_fields, read_form, upload_file
+from tuned_whisper.serving.upload import (
+    parse_fields,
+    read_form,
+    response_format,
+    transcript_response,
+    upload_file,
+)
 from tuned_whisper.types import Task
 
 KINDS: dict[str, tuple[JobKind, Task]] = {
@@ -119,22 +124,15 @@ class JobsApi:
 
     async def result(self, request: Request, job_id: str) -> Response:
         job = await self.job(request, job_id)
-        fmt = request.query_params.get("response_format") or job.params.get("response_format", "json")
-        if fmt not in RESPONSE_FORMATS:
-            choices = ", ".join(RESPONSE_FORMATS)
-            raise bad_request(
-                f"unsupported response_format {fmt!r}: choose one of {choices}", param="response_format"
-            )
+        fmt = response_format(
+            request.query_params.get("response_format") or job.params.get("response_format")
+        )
         if job.status != "succeeded" or job.result_path is None:
             detail = f": {job.error['message']}" if job.error else ""
             message = f"job {job_id} is {job.status}{detail}; its result exists once it has succeeded"
             raise ApiError(409, message, param="job_id", code=f"job_{job.status}")
         transcript = await anyio.to_thread.run_sync(load_transcript, Path(job.result_path))
-        name = "txt" if fmt == "text" else fmt
-        media_type = MEDIA_TYPES[name]
-        if not media_type.startswith(("text/", "application/json")):
-            media_type += "; charset=utf-8"
-        return Response(render(transcript, name), media_type=media_type)
+        return transcript_response(transcript, fmt)
 
     async def list(self, request: Request, kind: JobKind) -> dict[str, Any]:
         query = request.query_params

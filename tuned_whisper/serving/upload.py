@@ -20,10 +20,12 @@ from typing import Any, Literal, get_args
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
+from tuned_whisper.formats import MEDIA_TYPES, render
 from tuned_whisper.languages import language_code
 from tuned_whisper.serving.errors import ApiError, bad_request
-from tuned_whisper.types import Task, TranscribeOptions
+from tuned_whisper.types import Task, TranscribeOptions, Transcript
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 RESPONSE_FORMATS: tuple[str, ...] = get_args(ResponseFormat)
@@ -102,7 +104,12 @@ def _text(form: FormData, name: str) -> str | None:
 
 
 def _response_format(form: FormData) -> ResponseFormat:
-    value = _text(form, "response_format") or "json"
+    return response_format(_text(form, "response_format"))
+
+
+def response_format(value: str | None) -> ResponseFormat:
+    """A checked `response_format` (json when none is given); 400 for one this API does not write."""
+    value = value or "json"
     if value not in RESPONSE_FORMATS:
         raise bad_request(
             f"unsupported response_format {value!r}: choose one of {', '.join(RESPONSE_FORMATS)}",
@@ -220,3 +227,12 @@ def openapi_form(task: Task) -> dict[str, Any]:
         properties["language"] = {"type": "string", "description": "ISO 639-1 code or English name"}
     schema = {"type": "object", "required": ["file"], "properties": properties}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def transcript_response(transcript: Transcript, fmt: ResponseFormat) -> Response:
+    """The transcript written in a response format, with its media type."""
+    name = "txt" if fmt == "text" else fmt
+    media_type = MEDIA_TYPES[name]
+    if not media_type.startswith(("text/", "application/json")):
+        media_type += "; charset=utf-8"  # Starlette adds the charset to text/* types only
+    return Response(render(transcript, name), media_type=media_type)
