@@ -392,3 +392,51 @@ def test_windows_an_earlier_attempt_finished_are_not_decoded_again() -> None:
     resumed = asyncio.run(transcribe(WindowLog({0: recorded[0], 1: recorded[1]}, again.__setitem__)))
     assert resumed == whole and sorted(again) == [2]
     assert sum(n for n, _ in decoder.calls) == 1
+
+
+def overlapping(reading: Sequence[Sequence[int]], chunk_s: int = 30, stride_s: int = 5) -> list:
+    """Strided windows where window i reads word `reading[i][k]` in its second k (all but the last
+    window are `chunk_s` long, however few words they read)."""
+    from tuned_whisper.engine.windows import Window
+
+    step = chunk_s - 2 * stride_s
+    parts = []
+    for i, words in enumerate(reading):
+        tokens = [
+            t for k, w in enumerate(words) for t in (VOCAB.timestamp(k), WORD + w, VOCAB.timestamp(k + 1))
+        ]
+        last = i == len(reading) - 1
+        length = (len(words) if last else chunk_s) * RATE
+        stride = (length, 0 if i == 0 else stride_s * RATE, 0 if last else stride_s * RATE)
+        window = Window(np.zeros(length, np.float32), stride, offset=i * step * RATE)
+        parts.append((window, Decoded(np.asarray(tokens, np.int64), -0.1, 0.01, 0.0, "en")))
+    return parts
+
+
+def merged(parts: list) -> tuple[list[int], list[tuple[float, float]]]:
+    from tuned_whisper.engine.windows import merge_windows
+
+    _, chunks = merge_windows(FakeTokenizer(), parts, word_timestamps=False)
+    return [int(c["text"].strip()[1:]) for c in chunks], [c["timestamp"] for c in chunks]
+
+
+def test_words_two_overlapping_windows_both_read_are_written_once_in_time_order() -> None:
+    # 0-30 s and 20-45 s: seconds 20-29 are read by both windows alike
+    words, times = merged(overlapping([list(range(30)), list(range(20, 45))]))
+    assert words == list(range(45))
+    assert times == [(float(s), float(s + 1)) for s in range(45)]
+
+
+def test_where_overlapping_windows_disagree_each_keeps_the_seconds_of_its_core() -> None:
+    # the second window hears the overlap as other words (100+): the first keeps up to its core's end
+    second = [100 + k for k in range(10)] + list(range(30, 45))
+    words, times = merged(overlapping([list(range(30)), second]))
+    assert words == [*range(25), 105, 106, 107, 108, 109, *range(30, 45)]
+    assert [start for start, _ in times] == [float(s) for s in range(45)]
+
+
+def test_a_window_that_stopped_early_leaves_its_unread_seconds_to_the_next() -> None:
+    # the first window read only 0-14 s; the next window's reading of 20-29 s is all there is of them
+    second = [200 + k for k in range(10)] + list(range(30, 45))
+    words, _ = merged(overlapping([list(range(15)), second]))
+    assert words == [*range(15), *range(200, 210), *range(30, 45)]

@@ -238,14 +238,14 @@ def _stable_text(
     options: TranscribeOptions,
     language: str,
 ) -> str:
-    """Text of the first decoded windows that no later window can change: segments ending in the last
-    decoded window's core (its right overlap is resolved against the next window)."""
+    """Text of the first decoded windows that no later window can change: segments ending before the
+    next window starts (what both read is spliced where they agree, which may be anywhere in it)."""
     prefix = windows[: len(decoded)]
     merged = build_transcript(
         tokenizer, prefix, decoded, options, language, prefix[-1].offset + len(prefix[-1].samples)
     )
-    core_end = prefix[-1].core[1]
-    return "".join(s.text for s in merged.segments if s.end <= core_end)
+    unseen_until = windows[len(decoded)].offset / SAMPLE_RATE
+    return "".join(s.text for s in merged.segments if s.end <= unseen_until)
 
 
 def last_time(decoded: Decoded, tokenizer: Any) -> float | None:

@@ -2,15 +2,19 @@
 
 Splitting and merging live apart from the model so that a server can cut requests into windows, let a
 model replica decode windows of many requests in one batch, and stitch each request back together.
-Two cuts: at pauses, with no overlap (`cut_at_pauses`, the default: each window ends at the quietest
-moment of its last seconds, as a reader would pause), or transformers' chunked ASR pipeline's overlapping
-strides (window, step = window - 2 * stride). The merge is the pipeline's Whisper decoder (`_decode_asr`),
-which resolves overlaps with the timestamp tokens; windows cut at pauses are merged one by one and joined.
+Two cuts: transformers' chunked ASR pipeline's overlapping strides (window, step = window - 2 * stride;
+the default), or at pauses, with no overlap (`cut_at_pauses`: each window ends at the quietest moment of
+its last seconds, as a reader would pause). Overlapping windows are trimmed where neighbours read the same
+words (`trim_overlaps`); then every window's tokens are read alone by the pipeline's Whisper decoder
+(`_decode_asr`) and joined, shifted to the window's start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import difflib
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,9 +117,161 @@ def merge_windows(
     tokenizer: Any, parts: Sequence[tuple[Window, Decoded]], *, word_timestamps: bool
 ) -> tuple[str, list[dict[str, Any]]]:
     """Stitch decoded windows into (text, chunks), chunks as the pipeline returns them."""
-    if len(parts) > 1 and is_cut([window for window, _ in parts]):
-        return _join(tokenizer, parts, word_timestamps=word_timestamps)
-    return _decode_asr(tokenizer, parts, word_timestamps=word_timestamps)
+    if len(parts) == 1:
+        return _decode_asr(tokenizer, parts, word_timestamps=word_timestamps)
+    if not is_cut([window for window, _ in parts]):
+        parts = trim_overlaps(parts, tokenizer)
+    return _join(tokenizer, parts, word_timestamps=word_timestamps)
+
+
+MIN_AGREEMENT = 2
+"""Text tokens two overlapping windows must read alike, in a row, to be spliced there."""
+
+
+@dataclass
+class _Piece:
+    """One window's decoded tokens, the span [start, stop) of them it keeps, and each token's segment
+    (seconds from the start of the audio) as its timestamps bound it."""
+
+    window: Window
+    decoded: Decoded
+    tokens: list[int]
+    seg_start: list[float]
+    seg_end: list[float]
+    is_text: list[bool]
+    start: int = 0
+    stop: int = 0
+    opening: float | None = None
+    closing: float | None = None
+
+    @classmethod
+    def of(cls, window: Window, decoded: Decoded, first_timestamp: int) -> _Piece:
+        tokens = [int(t) for t in decoded.tokens]
+        at = window.offset / SAMPLE_RATE
+        end = at + len(window.samples) / SAMPLE_RATE
+        is_text = [t < first_timestamp for t in tokens]
+        seg_start, seg_end = [at] * len(tokens), [end] * len(tokens)
+        current = at
+        for i, token in enumerate(tokens):
+            if not is_text[i]:
+                current = at + (token - first_timestamp) * TIME_PRECISION_S
+            seg_start[i] = current
+        current = end
+        for i in range(len(tokens) - 1, -1, -1):
+            if not is_text[i]:
+                current = at + (tokens[i] - first_timestamp) * TIME_PRECISION_S
+            seg_end[i] = current
+        return cls(window, decoded, tokens, seg_start, seg_end, is_text, stop=len(tokens))
+
+    def text_where(self, keep: Callable[[int], bool]) -> list[int]:
+        return [i for i in range(self.start, self.stop) if self.is_text[i] and keep(i)]
+
+    def kept(self, first_timestamp: int) -> tuple[Window, Decoded]:
+        """The window cut to what it keeps, as a window without overlaps (timestamps closed)."""
+        at = self.window.offset / SAMPLE_RATE
+        tokens = self.tokens[self.start : self.stop]
+        times = None if self.decoded.token_timestamps is None else list(self.decoded.token_timestamps)
+        kept_times = None if times is None else times[self.start : self.stop]
+
+        def stamp(seconds: float) -> int:
+            return first_timestamp + max(0, min(1500, round((seconds - at) / TIME_PRECISION_S)))
+
+        if self.opening is not None:
+            tokens.insert(0, stamp(self.opening))
+            if kept_times is not None:
+                kept_times.insert(0, self.opening - at)
+        if self.closing is not None:
+            tokens.append(stamp(self.closing))
+            if kept_times is not None:
+                kept_times.append(self.closing - at)
+        decoded = dataclasses.replace(
+            self.decoded,
+            tokens=np.asarray(tokens, dtype=np.int64),
+            token_timestamps=None if kept_times is None else np.asarray(kept_times, dtype=np.float32),
+        )
+        return Window(self.window.samples, (len(self.window.samples), 0, 0), self.window.offset), decoded
+
+
+def trim_overlaps(parts: Sequence[tuple[Window, Decoded]], tokenizer: Any) -> list[tuple[Window, Decoded]]:
+    """Overlapping windows cut to pieces that do not overlap, so that each word is read once.
+
+    Where two neighbours read the same run of words in their overlap, the earlier keeps the run's first
+    half and the later the rest (the earlier window's reading of its last seconds is cut off mid-word at
+    its end; the later one heard them with context). Where they agree on nothing, whole segments go to
+    the window whose core holds them: the earlier keeps the segments starting before its core ends, the
+    later those whose middle lies past the end of what the earlier kept.
+    """
+    first_timestamp = tokenizer.convert_tokens_to_ids("<|0.00|>")
+    pieces = [_Piece.of(window, decoded, first_timestamp) for window, decoded in parts]
+
+    def starts_word(token: int) -> bool:
+        return tokenizer.decode([token]).startswith(" ")
+
+    for left, right in itertools.pairwise(pieces):
+        _splice(left, right, starts_word)
+    return [piece.kept(first_timestamp) for piece in pieces]
+
+
+def _splice(left: _Piece, right: _Piece, starts_word: Callable[[int], bool]) -> None:
+    overlap_from = right.window.offset / SAMPLE_RATE
+    overlap_to = (left.window.offset + len(left.window.samples)) / SAMPLE_RATE
+    ours = left.text_where(lambda i: left.seg_end[i] > overlap_from)
+    theirs = right.text_where(lambda i: right.seg_start[i] < overlap_to)
+    match = difflib.SequenceMatcher(
+        None, [left.tokens[i] for i in ours], [right.tokens[i] for i in theirs], autojunk=False
+    ).find_longest_match()
+    if match.size >= MIN_AGREEMENT:
+        run_left, run_right = ours[match.a : match.a + match.size], theirs[match.b : match.b + match.size]
+        k = _split_point(run_left, run_right, [starts_word(left.tokens[i]) for i in run_left])
+        cut_left, cut_right = run_left[k], run_right[k]
+        left.stop = max(left.start, _segment_opening(left, cut_left))
+        right.start = _segment_opening(right, cut_right)
+        if left.stop != cut_left:  # at a segment boundary of the earlier window: its time holds
+            seconds = left.seg_start[cut_left]
+        elif right.start != cut_right:
+            seconds = right.seg_start[cut_right]
+        else:
+            seconds = _time_of(left, cut_left)
+        if left.stop == cut_left:
+            left.closing = seconds
+        if right.start == cut_right:
+            right.opening = seconds
+        return
+    core_end = left.window.core[1]
+    late = left.text_where(lambda i: left.seg_start[i] >= core_end)
+    if late:
+        left.stop = max(left.start, _segment_opening(left, late[0]))
+    kept = left.text_where(lambda i: True)
+    covered = left.seg_end[kept[-1]] if kept else left.window.offset / SAMPLE_RATE
+    early = right.text_where(lambda i: (right.seg_start[i] + right.seg_end[i]) / 2 >= covered)
+    right.start = _segment_opening(right, early[0]) if early else right.stop
+
+
+def _split_point(ours: list[int], theirs: list[int], word_starts: list[bool]) -> int:
+    """Where in a run both windows read alike to cut it: at a segment boundary of the earlier window
+    (its times are the ones kept), else of the later one, else at the word start nearest the middle."""
+    middle = len(ours) // 2
+    for run in (ours, theirs):
+        bounds = [k for k in range(1, len(run)) if run[k] != run[k - 1] + 1]  # timestamps between
+        if bounds:
+            return min(bounds, key=lambda k: abs(k - middle))
+    starts = [k for k in range(1, len(ours)) if word_starts[k]] or [middle]
+    return min(starts, key=lambda k: abs(k - middle))
+
+
+def _time_of(piece: _Piece, index: int) -> float:
+    """A text token's time, spread evenly over its segment."""
+    first, last = piece.seg_start[index], piece.seg_end[index]
+    same = [i for i in range(len(piece.tokens)) if piece.is_text[i] and piece.seg_start[i] == first]
+    share = same.index(index) / len(same) if index in same else 0.0
+    return first + (last - first) * share
+
+
+def _segment_opening(piece: _Piece, text_index: int) -> int:
+    """The index of the timestamp that opens the segment of text token `text_index` (or the token)."""
+    if text_index > piece.start and not piece.is_text[text_index - 1]:
+        return text_index - 1
+    return text_index
 
 
 def _join(
@@ -126,6 +282,7 @@ def _join(
     happens to start the next.)"""
     texts: list[str] = []
     chunks: list[dict[str, Any]] = []
+    previous = 0.0  # times only move forward, whatever a window's estimate at a splice
     for window, decoded in parts:
         text, own = _decode_asr(tokenizer, [(window, decoded)], word_timestamps=word_timestamps)
         texts.append(text)
@@ -133,8 +290,9 @@ def _join(
         end = offset + len(window.samples) / SAMPLE_RATE
         for chunk in own:
             first, last = chunk.get("timestamp") or (None, None)
-            shifted = (offset if first is None else offset + first, end if last is None else offset + last)
-            chunks.append({**chunk, "timestamp": shifted})
+            start = max(offset if first is None else offset + first, previous)
+            previous = max(start, end if last is None else offset + last)
+            chunks.append({**chunk, "timestamp": (start, previous)})
     return "".join(texts), chunks
 
 
