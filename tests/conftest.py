@@ -125,20 +125,12 @@ def adapters_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def served_app(checkpoint_dir: Path, jobs_dir: Path, adapters_dir: Path) -> Iterator[str]:
-    """The real product: Ray Serve (local) running the ingress with UI and API and a model replica.
-
-    Yields the base URL. Small settings so that tests can reach the limits: a 4 MiB upload limit, 150 s of
-    audio at most, an API key on /v1.
-    """
-    import ray
-    from ray import serve
-
+def served_settings(checkpoint_dir: Path, jobs_dir: Path, adapters_dir: Path) -> Settings:
+    """The served app's settings. Small limits so that tests can reach them: a 4 MiB upload limit, 150 s
+    of audio at most, an API key on /v1."""
     from tuned_whisper.config import ApiSettings, JobsSettings, ServeSettings
-    from tuned_whisper.server import start, wait_until_ready
 
-    port = free_port()
-    settings = Settings(
+    return Settings(
         checkpoint=checkpoint_dir,
         max_audio_s=MAX_AUDIO_S,
         adapters_dir=adapters_dir,
@@ -149,9 +141,22 @@ def served_app(checkpoint_dir: Path, jobs_dir: Path, adapters_dir: Path) -> Iter
             max_upload_bytes=UPLOAD_LIMIT,
             max_audio_s=MAX_AUDIO_S,
         ),
-        serve=ServeSettings(host="127.0.0.1", port=port, model_num_cpus=0.5, ingress_num_cpus=0.25),
+        serve=ServeSettings(host="127.0.0.1", port=free_port(), model_num_cpus=0.5, ingress_num_cpus=0.25),
         jobs=JobsSettings(data_dir=jobs_dir, poll_s=0.2, lease_s=6),
     )
+
+
+@pytest.fixture(scope="session")
+def served_app(served_settings: Settings) -> Iterator[str]:
+    """The real product: Ray Serve (local) running the ingress with UI and API and a model replica.
+    Yields the base URL."""
+    import ray
+    from ray import serve
+
+    from tuned_whisper.server import start, wait_until_ready
+
+    settings = served_settings
+    port = settings.serve.port
     start(settings)
     wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=180)
     yield f"http://127.0.0.1:{port}"

@@ -82,7 +82,7 @@ class AdapterRegistry:
         """The servable adapters by name, as the directory holds them now."""
         stamp = self._stamp_now()
         if stamp != self._stamp:
-            self._adapters = self._scan()
+            self._adapters = self._scan(stamp)
             self._stamp = stamp
         return dict(self._adapters)
 
@@ -95,9 +95,9 @@ class AdapterRegistry:
         entries = [(p.name, p.stat().st_mtime) for p in self.root.iterdir() if p.is_dir()]
         return tuple(sorted(entries))
 
-    def _scan(self) -> dict[str, Adapter]:
+    def _scan(self, stamp: tuple[tuple[str, float], ...]) -> dict[str, Adapter]:
         found: dict[str, Adapter] = {}
-        for name, _ in self._stamp_now():
+        for name, _ in stamp:
             path = self.root / name
             weights = any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin"))
             if not (path / "adapter_config.json").is_file() or not weights:  # absent, or still being copied

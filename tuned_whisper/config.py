@@ -154,6 +154,8 @@ class JobsSettings(BaseModel):
     """Jobs run at once per ingress replica."""
     poll_s: float = Field(default=1.0, gt=0)
     """How often an idle worker looks for queued jobs."""
+    callback_hosts: tuple[str, ...] = ()
+    """Hosts a `callback_url` may name (`.example.com` also allows its subdomains); empty: any host."""
 
 
 class Settings(BaseSettings):

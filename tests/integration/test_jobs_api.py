@@ -255,6 +255,45 @@ def test_a_job_survives_the_model_replica_dying_under_it(served_app: str) -> Non
     served_app_when_ready(served_app)
 
 
+def test_restarting_the_whole_service_resumes_a_running_job_and_keeps_finished_results(
+    served_app: str, served_settings: Any
+) -> None:
+    """Serve is shut down (ingress, model replicas, job workers) while a job runs, then started again
+    on the same store: the finished job's subtitles are still there and the running job ends once."""
+    from ray import serve
+
+    from tuned_whisper.server import start, wait_until_ready
+
+    finished = submit(served_app, "jfk.flac", JFK.path.read_bytes(), response_format="srt").json()
+    assert wait(served_app, finished["id"])["status"] == "succeeded"
+    long = np.concatenate([decode_audio(SONNETS.path)] * 3)
+    buffer = io.BytesIO()
+    sf.write(buffer, long, 16000, format="FLAC")
+    job = submit(served_app, "sonnets-x3.flac", buffer.getvalue(), language="en").json()
+    deadline = time.monotonic() + 240
+    while (
+        httpx.get(f"{served_app}{JOBS}/{job['id']}", headers=AUTH, timeout=30).json()["audio_seconds_done"]
+        == 0
+    ):
+        assert time.monotonic() < deadline, "the job made no progress"
+        time.sleep(0.2)
+
+    serve.shutdown()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{served_app}/readyz", timeout=5)
+    start(served_settings)
+    wait_until_ready(f"{served_app}/readyz", timeout_s=180)
+
+    done = wait(served_app, job["id"])
+    assert done["status"] == "succeeded" and done["attempts"] >= 2, done
+    text = httpx.get(
+        f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "text"}, headers=AUTH
+    )
+    assert text.text.lower().count("from fairest creatures") == 3
+    srt = httpx.get(f"{served_app}{JOBS}/{finished['id']}/result", headers=AUTH, timeout=30)
+    assert srt.status_code == 200 and JFK.missing_phrases(srt.text) == []
+
+
 def served_app_when_ready(url: str) -> str:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

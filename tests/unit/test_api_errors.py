@@ -212,6 +212,8 @@ async def test_translation_ignores_language_and_reports_english(
             "timestamp_granularities",
             "segment, word",
         ),
+        ({"prompt": "call centre " * 400}, "prompt", "at most 4000"),
+        ({"model": "m" * 201}, "model", "at most 200"),
     ],
 )
 async def test_bad_form_values_are_400s_naming_the_field(

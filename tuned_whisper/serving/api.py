@@ -311,11 +311,14 @@ class Models:
 
     def adapter_for(self, model: str | None) -> str | None:
         """The adapter a request's `model` names; None for the base model; 404 for anything else."""
-        if model is None:
+        if model is None or model in BASE_ALIASES:
             return None
-        self.get(model)
-        base = self.base()
-        return None if model == base["id"] or model in BASE_ALIASES else model
+        base_id = self.base()["id"]
+        if model == base_id:
+            return None
+        if self.registry is None or self.registry.get(model) is None:
+            raise self._unknown(model, base_id)
+        return model
 
     def _adapter_object(self, name: str, base_id: str) -> dict[str, Any]:
         adapter = self.registry.get(name) if self.registry is not None else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
@@ -42,14 +42,31 @@ KINDS: dict[str, tuple[JobKind, Task]] = {
 MAX_PAGE = 100
 
 
-def _callback_url(form: FormData) -> str | None:
+MAX_CALLBACK_CHARS = 2048
+
+
+def _callback_url(form: FormData, hosts: Sequence[str]) -> str | None:
+    """The form's `callback_url`: http(s), and when `hosts` is set on one of them (`.example.com` also
+    allows its subdomains), so that a caller cannot make the service post to wherever it likes."""
     value = form.get("callback_url")
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     url = str(value).strip()
+    if len(url) > MAX_CALLBACK_CHARS:
+        raise bad_request(
+            f"callback_url is longer than {MAX_CALLBACK_CHARS} characters", param="callback_url"
+        )
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise bad_request(f"callback_url must be an http(s) URL, got {url!r}", param="callback_url")
+    host = parts.hostname.lower()
+    allowed = [h.lower() for h in hosts]
+    if allowed and not any(host == h or (h.startswith(".") and host.endswith(h)) for h in allowed):
+        raise bad_request(
+            f"callback_url host {host!r} is not one this server posts to (TW_JOBS__CALLBACK_HOSTS)",
+            param="callback_url",
+            code="callback_host_not_allowed",
+        )
     return url
 
 
@@ -82,7 +99,7 @@ class JobsApi:
             adapter = adapter_for(model)
             if stream:
                 raise bad_request("a job is not streamed; poll it or pass a callback_url", param="stream")
-            callback_url = _callback_url(form)
+            callback_url = _callback_url(form, self.jobs.callback_hosts)
             upload = upload_file(form)
             job_id = new_job_id()
             audio_path = self.jobs.data_dir / "audio" / job_id

@@ -94,12 +94,22 @@ async def read_form(request: Request, max_bytes: int) -> FormData:
         raise bad_request(f"malformed multipart/form-data body: {exc}; send one 'file' part") from exc
 
 
+FIELD_CHARS = {"prompt": 4000}
+"""Longest text a form field may hold (Whisper reads at most 224 prompt tokens: far fewer characters)."""
+OTHER_FIELD_CHARS = 200
+
+
 def _text(form: FormData, name: str) -> str | None:
     value = form.get(name)
     if isinstance(value, UploadFile):
         raise bad_request(f"'{name}' must be a plain form field, not a file", param=name)
     if value is None:
         return None
+    limit = FIELD_CHARS.get(name, OTHER_FIELD_CHARS)
+    if len(value) > limit:
+        raise bad_request(
+            f"'{name}' is {len(value)} characters long; at most {limit} are accepted", param=name
+        )
     return value.strip() or None
 
 
@@ -177,8 +187,8 @@ async def _file(form: FormData) -> tuple[str, bytes]:
 async def parse_upload(form: FormData, task: Task) -> TranscriptionUpload:
     """Check the form's fields for `task`; `language` is read for transcriptions only, as in OpenAI's API.
 
-    `model` is accepted with any value (OpenAI clients always send one, e.g. "whisper-1"); this server
-    has one model and `GET /v1/models` names it.
+    `model` is checked by the caller against the models served (`whisper-1` and the base id mean the base
+    checkpoint; `GET /v1/models` lists the adapters too).
     """
     filename, data = await _file(form)
     fields = parse_fields(form, task)
@@ -212,7 +222,10 @@ def openapi_form(task: Task) -> dict[str, Any]:
     """The multipart body for the OpenAPI docs, which cannot see fields the handler parses itself."""
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary"},
-        "model": {"type": "string", "description": "accepted with any value; one model is served"},
+        "model": {
+            "type": "string",
+            "description": "the base checkpoint's id, whisper-1, or an adapter's name (GET /v1/models)",
+        },
         "prompt": {"type": "string"},
         "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
