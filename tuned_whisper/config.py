@@ -74,6 +74,9 @@ class ApiSettings(BaseModel):
     """The id `/v1/models` reports; default: the backend's (the checkpoint directory's name)."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)
     """Longest audio accepted, in seconds; longer uploads get a 400 with code `too_long`."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins whose browser pages may call the API (JSON list in `TW_API__CORS_ORIGINS`, `["*"]`
+    for any); empty: no cross-origin access (browsers refuse other sites' pages)."""
 
 
 class ServeSettings(BaseModel):

@@ -502,3 +502,22 @@ async def test_a_backend_without_streaming_still_answers_stream_true_in_one_delt
     assert [e["type"] for e in events] == ["transcript.text.delta", "transcript.text.done"]
     assert events[0]["delta"] == events[1]["text"] == TRANSCRIPT.text
     assert events[1]["usage"] == {"type": "duration", "seconds": TRANSCRIPT.duration}
+
+
+async def test_other_sites_pages_get_no_cors_grant_unless_their_origin_is_configured(
+    backend: FakeBackend,
+) -> None:
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    async with client_for(backend) as closed:
+        response = await closed.options("/v1/audio/transcriptions", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+        listed = await closed.get("/v1/models", headers={"Origin": "https://app.example.com"})
+        assert "access-control-allow-origin" not in listed.headers
+    async with client_for(backend, cors_origins=("https://app.example.com",)) as open_to_one:
+        response = await open_to_one.options("/v1/audio/transcriptions", headers=preflight)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+        other = await open_to_one.options(
+            "/v1/audio/transcriptions", headers={**preflight, "Origin": "https://evil.example.net"}
+        )
+        assert "access-control-allow-origin" not in other.headers

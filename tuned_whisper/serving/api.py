@@ -403,6 +403,16 @@ def create_app(
     settings = settings or ApiSettings()
     app = FastAPI(title="tuned-whisper", version=__version__, summary="OpenAI-compatible speech to text")
     install_error_handlers(app)
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        )
     app.include_router(create_api_router(backend, settings, jobs, registry), prefix="/v1")
 
     @app.get("/healthz")
