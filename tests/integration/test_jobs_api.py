@@ -128,6 +128,16 @@ def test_bad_job_requests_get_clear_errors(served_app: str) -> None:
     assert bad_page.status_code == 400 and bad_page.json()["error"]["param"] == "limit"
 
 
+def test_an_uploaded_file_name_is_only_a_label_never_a_path(served_app: str, jobs_dir: Path) -> None:
+    hostile = "../../../escaped-" + new_job_id() + ".flac"
+    job = submit(served_app, hostile, JFK.path.read_bytes()).json()
+    done = wait(served_app, job["id"])
+    assert done["status"] == "succeeded" and done["filename"] == hostile
+    assert (jobs_dir / "audio" / job["id"]).is_file()  # kept under the job's id
+    assert not (jobs_dir / "audio" / hostile).resolve().exists()
+    assert list(jobs_dir.parent.parent.rglob("escaped-*")) == []
+
+
 def test_a_job_can_be_cancelled_until_it_has_finished(served_app: str) -> None:
     long = submit(served_app, "sonnets.flac", SONNETS.path.read_bytes(), language="en").json()
     cancelled = httpx.delete(f"{served_app}{JOBS}/{long['id']}", headers=AUTH)
