@@ -15,8 +15,9 @@ import argparse
 import csv
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,33 +84,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = TranscribeOptions(language="en")
     rows: dict[str, list[str]] = {name: [] for name, _, _ in recordings}
     totals: dict[str, tuple[list[str], list[str], float, int]] = {}
+
+    def measure(label: str, transcribe: Callable[[Any], str], windows: Callable[[Any], int] | None) -> None:
+        """Each recording through `transcribe`: its cell per recording, and the label's totals."""
+        refs, hyps, seconds, count = [], [], 0.0, 0
+        for name, audio, reference in recordings:
+            started = time.perf_counter()
+            text = transcribe(audio)
+            took = time.perf_counter() - started
+            shown = f"{normalised_wer([reference], [text]):.1%}"
+            if windows is not None:
+                decoded = windows(audio)
+                count += decoded
+                shown += f" / {decoded}"
+            rows[name].append(f"{shown} / {took:.1f} s")
+            refs.append(reference)
+            hyps.append(text)
+            seconds += took
+        totals[label] = (refs, hyps, seconds, count)
+
     for label, cut in (("ours, strides", False), ("ours, cut at pauses", True)):
         transcriber = Engine(decoder, engine.model_copy(update={"cut_at_pauses": cut}))
-        refs, hyps, seconds, windows = [], [], 0.0, 0
-        for name, audio, reference in recordings:
-            started = time.perf_counter()
-            text = transcriber.transcribe(audio, options).text  # type: ignore[arg-type]
-            took = time.perf_counter() - started
-            count = len(transcriber.longform.windows(audio))  # type: ignore[arg-type]
-            wer = normalised_wer([reference], [text])
-            rows[name].append(f"{wer:.1%} / {count} / {took:.1f} s")
-            refs.append(reference)
-            hyps.append(text)
-            seconds += took
-            windows += count
-        totals[label] = (refs, hyps, seconds, windows)
+        measure(
+            label,
+            lambda audio, t=transcriber: t.transcribe(audio, options).text,
+            lambda audio, t=transcriber: len(t.longform.windows(audio)),
+        )
     with ct2_model_dir() as model_dir:
-        reference_runner = FasterWhisperRunner(model_dir)
-        refs, hyps, seconds = [], [], 0.0
-        for name, audio, reference in recordings:
-            started = time.perf_counter()
-            text = reference_runner.transcribe(audio)  # type: ignore[arg-type]
-            took = time.perf_counter() - started
-            rows[name].append(f"{normalised_wer([reference], [text]):.1%} / {took:.1f} s")
-            refs.append(reference)
-            hyps.append(text)
-            seconds += took
-        totals["faster-whisper int8"] = (refs, hyps, seconds, 0)
+        measure("faster-whisper int8", FasterWhisperRunner(model_dir).transcribe, None)
 
     duration = sum(len(audio) for _, audio, _ in recordings) / 16000  # type: ignore[arg-type]
     print("\n".join(machine_lines()))

@@ -170,8 +170,8 @@ class _Piece:
         """The window cut to what it keeps, as a window without overlaps (timestamps closed)."""
         at = self.window.offset / SAMPLE_RATE
         tokens = self.tokens[self.start : self.stop]
-        times = None if self.decoded.token_timestamps is None else list(self.decoded.token_timestamps)
-        kept_times = None if times is None else times[self.start : self.stop]
+        times = self.decoded.token_timestamps
+        kept_times = None if times is None else [float(t) for t in times[self.start : self.stop]]
 
         def stamp(seconds: float) -> int:
             return first_timestamp + max(0, min(1500, round((seconds - at) / TIME_PRECISION_S)))
