@@ -16,6 +16,9 @@ from tuned_whisper.config import Settings
 
 logger = logging.getLogger("tuned_whisper.server")
 
+QUIET_S = 1.0
+"""How long the drained ingress must stay idle before Serve is shut down."""
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -94,7 +97,14 @@ def start(settings: Settings) -> None:
         from tuned_whisper.engine.ctranslate2_engine import prepare_export
 
         prepare_export(settings.checkpoint, settings.engine, settings.adapter)
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=True)
+    # Ray starts its control store and raylet in this process's group and blocks only SIGINT in them. A
+    # supervisor's SIGTERM to the whole group would kill them under the drain; block SIGTERM in them too,
+    # so a group signal reaches this process alone and the shutdown below stops Ray in order.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
     gpus = ray.cluster_resources().get("GPU", 0.0)
     serve.run(build_app(settings, gpus_available=gpus), name=APP_NAME, route_prefix="/", blocking=False)
@@ -135,9 +145,18 @@ def drain(timeout_s: float) -> int:
     ingress = serve.get_deployment_handle("GradioServer", app_name=APP_NAME)
     left = ingress.drain.remote().result()
     deadline = time.monotonic() + timeout_s
-    while left and time.monotonic() < deadline:
+    idle_since = time.monotonic() if not left else None
+    # Done once nothing has been in flight for a moment: a request the proxy accepted just before the
+    # drain reaches the ingress within it and is answered (served, or refused with a 503), not dropped.
+    while time.monotonic() < deadline:
+        if idle_since is not None and time.monotonic() - idle_since >= QUIET_S:
+            break
         time.sleep(0.2)
         left = ingress.requests_in_flight.remote().result()
+        if left:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
     return left
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.clips import JFK
+from tests.clips import JFK, SONNETS
 from tests.conftest import free_port
 from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.server import wait_until_ready
@@ -119,3 +119,106 @@ def test_script_serves_on_port_and_drains_in_flight_requests_on_sigterm(checkpoi
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def in_flight(port: int) -> int:
+    """Requests the ingress is working on, from its /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    gauge = next(line for line in text.splitlines() if line.startswith("tw_requests_in_flight "))
+    return int(gauge.split()[1])
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_whole_process_group_answers_every_request_and_exits_cleanly(
+    sig: signal.Signals, checkpoint_dir: object, tmp_path: Path
+) -> None:
+    """As a supervisor (or Ctrl-C in a terminal) signals every process of the service at once."""
+    import psutil
+
+    port = free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    grace_s = 60
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "TW_SERVE__MODEL_NUM_CPUS": "0.5",
+        "TW_SERVE__UI": "false",
+        "TW_SERVE__GRACEFUL_SHUTDOWN_S": str(grace_s),
+        "TMPDIR": str(scratch),  # where uploads are spooled
+        "RAY_TMPDIR": "/tmp",  # Ray's session files are Ray's, not ours
+    }
+    env.pop("RAY_ADDRESS", None)
+    log = tmp_path / "service.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "serve_predictor_script.py"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as under a supervisor
+        )
+    answers: list[httpx.Response | Exception] = []
+
+    def transcribe() -> None:
+        try:
+            with SONNETS.path.open("rb") as audio:
+                answers.append(
+                    httpx.post(
+                        f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                        files={"file": (SONNETS.path.name, audio, "audio/flac")},
+                        data={"language": "en"},
+                        timeout=300,
+                    )
+                )
+        except Exception as error:  # a lost request is what the test looks for
+            answers.append(error)
+
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=240)
+        deadline = time.monotonic() + 60
+        while "ready in" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the script's handlers are installed once it logs "ready in"
+        ray_processes = psutil.Process(process.pid).children(recursive=True)
+        assert ray_processes, "the service started no Ray processes of its own"
+        warm_up = httpx.post(
+            f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+            files={"file": (JFK.path.name, JFK.path.read_bytes(), "audio/flac")},
+            timeout=120,
+        )
+        assert warm_up.status_code == 200, warm_up.text
+        started_with = set(scratch.rglob("*"))  # what the service keeps for its lifetime
+        clients = [threading.Thread(target=transcribe) for _ in range(3)]
+        for client in clients:
+            client.start()
+        deadline = time.monotonic() + 60
+        while in_flight(port) < len(clients):
+            assert time.monotonic() < deadline, "the requests never reached the ingress"
+            time.sleep(0.05)
+
+        signalled = time.monotonic()
+        os.killpg(process.pid, sig)
+        rc = process.wait(timeout=grace_s + 30)
+        stopped_after = time.monotonic() - signalled
+        for client in clients:
+            client.join(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = log.read_text()
+    print(f"{sig.name}: exit {rc} after {stopped_after:.1f} s")
+
+    assert rc == 0, output[-3000:]
+    assert stopped_after < grace_s, output[-3000:]
+    assert "Failed to connect to GCS" not in output
+    assert len(answers) == len(clients)
+    for answer in answers:
+        assert isinstance(answer, httpx.Response), answer
+        assert answer.status_code == 200, answer.text
+        assert SONNETS.missing_phrases(answer.json()["text"]) == []
+    left = [p for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], [p.cmdline() for p in left]
+    assert set(scratch.rglob("*")) <= started_with, "requests left temp files behind"

@@ -256,4 +256,5 @@ class GradioServer:
         lines += ["# TYPE tw_windows_decoded counter", f"tw_windows_decoded {stats['windows']}"]
         lines += ["# TYPE tw_packed_clips counter", f"tw_packed_clips {stats['packed_clips']}"]
         lines += ["# TYPE tw_realtime_sessions gauge", f"tw_realtime_sessions {self.realtime.registry.open}"]
+        lines += ["# TYPE tw_requests_in_flight gauge", f"tw_requests_in_flight {self.in_flight}"]
         return "\n".join(lines) + "\n"
