@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,9 @@ class ApiSettings(BaseModel):
     """When set, every `/v1` request must send `Authorization: Bearer <api_key>`."""
     extra_api_keys: tuple[str, ...] = Field(default=(), repr=False)
     """More accepted keys, one per client (JSON list in `TW_API__EXTRA_API_KEYS`); each key is a caller."""
+    api_keys_file: Path | None = None
+    """More keys from a file, one per line (blank lines and `#` comments skipped), e.g. a mounted secret;
+    read again when it changes, so keys rotate without a restart."""
     model_id: str | None = None
     """The id `/v1/models` reports; default: the backend's (the checkpoint directory's name)."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)
@@ -77,6 +81,33 @@ class ApiSettings(BaseModel):
     cors_origins: tuple[str, ...] = ()
     """Web origins whose browser pages may call the API (JSON list in `TW_API__CORS_ORIGINS`, `["*"]`
     for any); empty: no cross-origin access (browsers refuse other sites' pages)."""
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no API keys file at {path}")
+        return path
+
+    @property
+    def guarded(self) -> bool:
+        """Whether callers must present a key (some key source is configured)."""
+        return bool(self.api_key or self.extra_api_keys or self.api_keys_file)
+
+    def keys(self) -> list[bytes]:
+        """Every accepted key (as bytes, for constant-time comparison); empty: the server is open."""
+        listed = [self.api_key, *self.extra_api_keys]
+        if self.api_keys_file is not None:
+            stat = self.api_keys_file.stat()
+            listed += _keys_in(self.api_keys_file, stat.st_mtime_ns, stat.st_size)
+        return [key.encode() for key in listed if key]
+
+
+@functools.lru_cache(maxsize=8)
+def _keys_in(path: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """The keys a keys file lists; cached until the file changes (its mtime or size)."""
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
 
 
 class ServeSettings(BaseModel):

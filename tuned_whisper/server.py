@@ -37,9 +37,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, help="30 s windows per forward pass (default 8)")
     parser.add_argument("--batch-wait-s", type=float, help="how long to wait to fill a batch (default 0.1)")
     parser.add_argument("--max-upload-mb", type=float, help="largest upload in MB (default 100)")
-    parser.add_argument(
-        "--api-key", help="require Authorization: Bearer <key> on /v1 (default: $TW_API__API_KEY)"
-    )
+    parser.add_argument("--api-key", help="require this key on /v1 and the UI (default: $TW_API__API_KEY)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
     return parser.parse_args(argv)
 

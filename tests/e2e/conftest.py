@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, HttpCredentials, Page, sync_playwright
+
+from tests.conftest import API_KEY
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +16,9 @@ def server_url(served_app: str) -> str:
     """The real product (Ray Serve: ingress with the UI at `/`, a model replica)."""
     return served_app
 
+
+UI_LOGIN: HttpCredentials = {"username": "operator", "password": API_KEY}
+"""What a user types into the browser's sign-in prompt: any name, the server's API key."""
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,7 +46,9 @@ def chromium() -> Iterator[Browser]:
 @pytest.fixture
 def ui_page(chromium: Browser, server_url: str) -> Iterator[Page]:
     """A fresh browser tab on the UI, loaded and ready to take a file."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = chromium.new_context(
+        viewport={"width": 1400, "height": 1000}, accept_downloads=True, http_credentials=UI_LOGIN
+    )
     page = context.new_page()
     page.goto(server_url)
     page.get_by_role("button", name="Transcribe").wait_for()

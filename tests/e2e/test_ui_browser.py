@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import srt
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.clips import GERMAN, JFK
 from tuned_whisper.config import PROJECT_ROOT
@@ -62,3 +62,19 @@ def test_a_bad_file_gets_a_readable_error_and_the_next_file_works(ui_page: Page,
     transcribe(ui_page)
     expect(ui_page.locator("#tw-language textarea")).to_have_value("German", timeout=TRANSCRIBE_TIMEOUT_MS)
     expect(ui_page.locator("#tw-transcript textarea")).to_have_value(re.compile("Termin"))
+
+
+def test_with_an_api_key_set_the_ui_asks_for_it_before_showing_anything(
+    chromium: Browser, server_url: str
+) -> None:
+    stranger = chromium.new_context()
+    page = stranger.new_page()
+    response = page.goto(server_url)
+    assert response is not None and response.status == 401
+    expect(page.locator("body")).to_contain_text("API key")
+    assert page.get_by_role("button", name="Transcribe").count() == 0
+    stranger.close()
+
+    wrong = chromium.new_context(http_credentials={"username": "operator", "password": "sk-wrong"})
+    assert wrong.request.get(server_url).status == 401  # a page would only say ERR_INVALID_AUTH_CREDENTIALS
+    wrong.close()

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.clips import JFK
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, UI_LOGIN
 from tuned_whisper.audio import ffmpeg_binary
 from tuned_whisper.config import PROJECT_ROOT
 
@@ -49,7 +49,9 @@ def chromium_with_microphone(microphone_clip: Path) -> Iterator[Browser]:
 
 @pytest.fixture
 def live_page(chromium_with_microphone: Browser, served_app: str) -> Iterator[Page]:
-    context = chromium_with_microphone.new_context(viewport={"width": 1400, "height": 1000})
+    context = chromium_with_microphone.new_context(
+        viewport={"width": 1400, "height": 1000}, http_credentials=UI_LOGIN
+    )
     context.grant_permissions(["microphone"], origin=served_app)
     page = context.new_page()
     page.goto(served_app)

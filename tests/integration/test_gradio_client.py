@@ -9,25 +9,38 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import srt
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, AuthenticationError
 
 from tests.clips import JFK
+from tests.conftest import API_KEY
 from tests.servers import serve_ui
 from tuned_whisper.audio import ffmpeg_binary
 from tuned_whisper.types import Segment, TranscribeOptions, Transcript
 
 pytestmark = pytest.mark.slow
 
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
 
 @pytest.fixture(scope="module")
 def client(served_app: str, tmp_path_factory: pytest.TempPathFactory) -> Client:
     """gradio_client against the real served app (Ray Serve ingress, model replica)."""
     downloads = tmp_path_factory.mktemp("gradio-downloads")
-    return Client(served_app, download_files=str(downloads), verbose=False)
+    return Client(served_app, download_files=str(downloads), verbose=False, headers=AUTH)
+
+
+def test_with_an_api_key_set_the_gradio_api_refuses_a_script_without_it(served_app: str) -> None:
+    with pytest.raises(AuthenticationError):
+        Client(served_app, verbose=False)
+    config = httpx.get(f"{served_app}/config", timeout=30)
+    assert config.status_code == 401
+    wrong = httpx.get(f"{served_app}/config", headers={"Authorization": "Bearer sk-wrong"}, timeout=30)
+    assert wrong.status_code == 401
 
 
 def by_suffix(files: list[str]) -> dict[str, Path]:

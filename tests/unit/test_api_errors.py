@@ -346,6 +346,54 @@ async def test_the_right_api_key_is_served_and_probes_need_none(backend: FakeBac
     assert [p.status_code for p in probes] == [200, 200]
 
 
+def basic(password: str, user: str = "anyone") -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_with_a_key_set_the_pages_beyond_v1_ask_for_it_as_a_browser_can_send_it(
+    backend: FakeBackend,
+) -> None:
+    async with client_for(backend, api_key=KEY) as client:
+        refused = {path: await client.get(path) for path in ("/docs", "/openapi.json", "/anything")}
+        wrong = await client.get("/docs", headers={"Authorization": basic("wrong-key")})
+        as_browser = await client.get("/docs", headers={"Authorization": basic(KEY)})
+        as_code = await client.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+        open_paths = [await client.get(path) for path in ("/healthz", "/readyz", "/metrics")]
+    for response in [*refused.values(), wrong]:
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith('Basic realm="tuned-whisper"')
+        assert "API key" in response.text
+    assert as_browser.status_code == 200 and as_code.status_code == 200
+    assert [p.status_code for p in open_paths][:2] == [200, 200]
+    assert open_paths[2].status_code == 404  # not a 401: this app has no /metrics, the ingress adds it
+
+
+async def test_an_open_server_shows_its_pages_to_anyone(backend: FakeBackend) -> None:
+    async with client_for(backend) as client:
+        assert (await client.get("/docs")).status_code == 200
+
+
+async def test_keys_from_a_file_are_read_again_when_it_changes(backend: FakeBackend, tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# one per client\nsk-first\n\n")
+    async with client_for(backend, api_keys_file=keys_file) as client:
+        first = await transcribe(client, headers={"Authorization": "Bearer sk-first"})
+        keys_file.write_text("sk-second-and-longer\n")
+        old = await transcribe(client, headers={"Authorization": "Bearer sk-first"})
+        new = await transcribe(client, headers={"Authorization": "Bearer sk-second-and-longer"})
+        page = await client.get("/docs", headers={"Authorization": basic("sk-second-and-longer")})
+    assert first.status_code == 200
+    assert assert_openai_error(old, 401)["code"] == "invalid_api_key"
+    assert new.status_code == 200 and page.status_code == 200
+
+
+def test_a_keys_file_that_is_not_there_stops_the_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no API keys file"):
+        ApiSettings(api_keys_file=tmp_path / "missing")
+
+
 # --- models, probes, ids, resilience -------------------------------------------------------------------
 
 

@@ -155,17 +155,13 @@ class _RequestIdRoute(APIRoute):
         return with_request_id
 
 
-def _keys(settings: ApiSettings) -> list[bytes]:
-    return [key.encode() for key in (settings.api_key, *settings.extra_api_keys) if key]
-
-
-def _api_key_check(keys: list[bytes]) -> Callable[..., Awaitable[None]]:
+def _api_key_check(settings: ApiSettings) -> Callable[..., Awaitable[None]]:
     bearer = HTTPBearer(auto_error=False, description="the server's API key")
 
     async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if credentials is None:
             message = "missing API key: send it as 'Authorization: Bearer <key>'"
-        elif is_api_key(credentials.credentials, keys):
+        elif is_api_key(credentials.credentials, settings.keys()):
             return
         else:
             message = "incorrect API key provided"
@@ -186,7 +182,7 @@ async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, A
             message = f"expires_after.seconds must be a whole number from {MIN_TTL_S} to {MAX_TTL_S}"
             raise ApiError(400, message, param="expires_after.seconds")
         ttl = seconds
-    minter = ClientSecrets.from_keys(_keys(settings))
+    minter = ClientSecrets.from_keys(settings.keys())
     # An open server checks no key, so any value (here "") opens a session.
     value, expires_at = minter.mint(ttl) if minter is not None else ("", int(time.time()) + ttl)
     return {"value": value, "expires_at": expires_at, "session": {"type": "transcription"}}
@@ -195,7 +191,7 @@ async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, A
 def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
     authorization = request.headers.get("authorization", "")
-    if _keys(settings) and authorization:
+    if settings.guarded and authorization:
         return key_caller(authorization.partition(" ")[2].strip())
     return f"request-{request_id(request)}"
 
@@ -346,7 +342,7 @@ def create_api_router(
 ) -> APIRouter:
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
-    guard = [Depends(_api_key_check(_keys(settings)))] if _keys(settings) else []
+    guard = [Depends(_api_key_check(settings))] if settings.guarded else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
     models = Models(backend, settings, registry)
 
@@ -411,6 +407,10 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
             expose_headers=["X-Request-Id", "Retry-After"],
         )
+    if settings.guarded:  # the UI, its Gradio API and the docs ask for the key too
+        from tuned_whisper.serving.page_guard import PageGuard
+
+        app.add_middleware(PageGuard, settings=settings)
     app.include_router(create_api_router(backend, settings, jobs, registry), prefix="/v1")
 
     @app.get("/healthz")

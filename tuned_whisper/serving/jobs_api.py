@@ -80,7 +80,7 @@ class JobsApi:
     def __init__(self, store: JobStore, jobs: JobsSettings, api: ApiSettings) -> None:
         self.store = store
         self.jobs = jobs
-        self.keys_on = bool(api.api_key or api.extra_api_keys)
+        self.keys_on = api.guarded
         (jobs.data_dir / "audio").mkdir(parents=True, exist_ok=True)
 
     def caller(self, request: Request) -> str | None:

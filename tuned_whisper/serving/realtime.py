@@ -252,8 +252,8 @@ class RealtimeEndpoint:
 
     def __init__(self, backend: Backend, api: ApiSettings, settings: RealtimeSettings) -> None:
         self.backend = backend
-        self.keys = [k.encode() for k in (api.api_key, *api.extra_api_keys) if k]
-        self.client_secrets = ClientSecrets.from_keys(self.keys)
+        self.api = api
+        self.client_secrets = ClientSecrets.from_keys(api.keys())
         self.settings = settings
         self.registry = Registry()
         self.load = LiveLoad(partial_slots=settings.partial_slots)
@@ -265,14 +265,15 @@ class RealtimeEndpoint:
         subprotocol `openai-insecure-api-key.<key>`, as OpenAI takes it; a client secret (`ek_…`, see
         `client_secrets`) works in place of the key.
         """
-        if not self.keys:
+        if not self.api.guarded:
             return f"realtime-{uuid.uuid4().hex}"
+        keys = self.api.keys()
         offered = [websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()]
         offered += [
             p.removeprefix(KEY_SUBPROTOCOL) for p in _subprotocols(websocket) if p.startswith(KEY_SUBPROTOCOL)
         ]
         for token in filter(None, offered):
-            if is_api_key(token, self.keys):
+            if is_api_key(token, keys):
                 return key_caller(token)
             if self.client_secrets is not None and (caller := self.client_secrets.caller(token)):
                 return caller
