@@ -24,6 +24,13 @@ def serve_ui(backend: TranscribeBackend, **ui_options: Any) -> Iterator[str]:
     app = create_app(backend, ApiSettings(max_audio_s=MAX_AUDIO_S))
     ui_options = {"max_audio_s": MAX_AUDIO_S, "examples": [JFK.path, GERMAN.path], **ui_options}
     mount_ui(app, backend, **ui_options)
+    with serve_asgi(app) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """Run `app` with uvicorn on 127.0.0.1 at a free port, from a background thread; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port before uvicorn starts
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -78,6 +78,11 @@ class ApiSettings(BaseModel):
     """The id `/v1/models` reports; default: the backend's (the checkpoint directory's name)."""
     max_audio_s: float = Field(default=4 * 3600, gt=0)
     """Longest audio accepted, in seconds; longer uploads get a 400 with code `too_long`."""
+    max_audio_in_flight_s: float = Field(default=8 * 3600, gt=0)
+    """Decoded audio one ingress holds for requests at once (8 h, about 1.8 GB); past it a new request
+    gets a 429 with `Retry-After`."""
+    concurrent_decodes: int = Field(default=2, ge=1)
+    """Uploads decoded (ffmpeg) at once per ingress; more wait their turn."""
     cors_origins: tuple[str, ...] = ()
     """Web origins whose browser pages may call the API (JSON list in `TW_API__CORS_ORIGINS`, `["*"]`
     for any); empty: no cross-origin access (browsers refuse other sites' pages)."""
@@ -137,6 +142,9 @@ class ServeSettings(BaseModel):
     """Let audio of different callers (API keys; without keys, requests) share a packed window."""
     windows_in_flight: int = Field(default=16, ge=1)
     """Windows of one request sent to the model at once, so long files do not starve short ones."""
+    window_timeout_s: float = Field(default=600, gt=0)
+    """Longest wait for one 30 s window from the model replicas, queueing included; past it the request
+    fails with a 503 (`model_timeout`) instead of hanging on a stuck replica."""
     ui: bool = True
     """Mount the Gradio UI at `/`."""
     graceful_shutdown_s: float = Field(default=30, ge=0)

@@ -243,8 +243,8 @@ def test_a_job_survives_its_replica_being_killed_mid_way_and_no_window_is_decode
 
 
 def test_a_job_survives_the_model_replica_dying_under_it(served_app: str) -> None:
-    """The model replica dies while it decodes a job's windows: the attempt fails, the job is queued
-    again and finishes on the replica Serve starts in its place."""
+    """The model replica dies while it decodes a job's windows: the lost windows are sent again (to
+    the replica Serve starts in its place) and the job finishes, each window read once."""
     import ray
     from ray.util.state import list_actors
 
@@ -260,12 +260,15 @@ def test_a_job_survives_the_model_replica_dying_under_it(served_app: str) -> Non
     assert len(model) == 1
     ray.kill(ray.get_actor(model[0].name, namespace="serve"), no_restart=True)
     done = wait(served_app, job["id"])
-    assert done["status"] == "succeeded" and done["attempts"] >= 2, done
+    assert done["status"] == "succeeded", done
     text = httpx.get(
         f"{served_app}{JOBS}/{job['id']}/result", params={"response_format": "text"}, headers=AUTH
     )
     assert text.text.lower().count("from fairest creatures") == 2
     served_app_when_ready(served_app)
+    files = [p for p in Path(ray_logs()).rglob("*") if p.suffix in (".err", ".log", ".out")]
+    logs = "".join(p.read_text(errors="replace") for p in files)
+    assert "sending the window again" in logs or done["attempts"] >= 2  # retried in place, or requeued
 
 
 def test_restarting_the_whole_service_resumes_a_running_job_and_keeps_finished_results(

@@ -394,6 +394,55 @@ def test_a_keys_file_that_is_not_there_stops_the_settings(tmp_path: Path) -> Non
         ApiSettings(api_keys_file=tmp_path / "missing")
 
 
+# --- admission: decoded audio in flight ----------------------------------------------------------------
+
+
+class GatedBackend(FakeBackend):
+    """Holds every request inside `transcribe` until `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.inside = 0
+
+    async def transcribe(self, *args: Any, **kwargs: Any) -> Transcript:
+        self.inside += 1
+        await self.gate.wait()
+        return await super().transcribe(*args, **kwargs)
+
+
+async def test_past_the_audio_in_flight_cap_a_request_is_a_429_to_retry_and_the_next_one_fits() -> None:
+    backend = GatedBackend()
+    two_seconds = wav_bytes(seconds=2.0)
+    async with client_for(backend, max_audio_in_flight_s=3.0) as client:
+        first = asyncio.create_task(transcribe(client, audio=two_seconds))
+        while backend.inside == 0:
+            await asyncio.sleep(0.01)
+        refused = await transcribe(client, audio=two_seconds)
+        streamed_refusal = await transcribe(client, {"stream": "true"}, audio=two_seconds)
+        fits = asyncio.create_task(transcribe(client, audio=wav_bytes(seconds=0.5)))
+        while backend.inside < 2:
+            await asyncio.sleep(0.01)
+        backend.gate.set()
+        served = [await first, await fits]
+        after = await transcribe(client, audio=two_seconds)
+    for response in (refused, streamed_refusal):
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert error["code"] == "audio_in_flight_limit" and "retry" in error["message"]
+        assert int(response.headers["retry-after"]) > 0
+    assert [r.status_code for r in served] == [200, 200]
+    assert after.status_code == 200  # the first request's audio was let go with its answer
+
+
+async def test_a_finished_stream_lets_its_audio_go() -> None:
+    backend = FakeBackend()
+    async with client_for(backend, max_audio_in_flight_s=3.0) as client:
+        for _ in range(3):  # each 2 s stream would not fit beside a leaked one
+            response = await transcribe(client, {"stream": "true"}, audio=wav_bytes(seconds=2.0))
+            assert response.status_code == 200 and "transcript.text.done" in response.text
+
+
 # --- models, probes, ids, resilience -------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -34,6 +35,7 @@ from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.engine.longform import TextDelta
+from tuned_whisper.serving.admission import AudioBudget
 from tuned_whisper.serving.client_secrets import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -196,16 +198,21 @@ def caller_id(request: Request, settings: ApiSettings) -> str:
     return f"request-{request_id(request)}"
 
 
-async def _decode(upload: TranscriptionUpload, max_audio_s: float) -> np.ndarray:
+async def _decode(upload: TranscriptionUpload, max_audio_s: float, budget: AudioBudget) -> np.ndarray:
     decode = functools.partial(decode_audio, upload.data, name=upload.filename, max_duration_s=max_audio_s)
     try:
-        return await anyio.to_thread.run_sync(decode)
+        return await budget.decode(decode)
     except AudioDecodeError as exc:
         raise ApiError(400, str(exc), param="file", code=exc.reason) from exc
 
 
 async def _handle_audio(
-    request: Request, backend: TranscribeBackend, settings: ApiSettings, task: Task, models: Models
+    request: Request,
+    backend: TranscribeBackend,
+    settings: ApiSettings,
+    task: Task,
+    models: Models,
+    budget: AudioBudget,
 ) -> Response:
     form = await read_form(request, settings.max_upload_bytes)
     try:
@@ -214,14 +221,17 @@ async def _handle_audio(
         await form.close()
     adapter = await anyio.to_thread.run_sync(models.adapter_for, upload.model)
     upload = dataclasses.replace(upload, options=dataclasses.replace(upload.options, adapter=adapter))
-    audio = await _decode(upload, settings.max_audio_s)
+    audio = await _decode(upload, settings.max_audio_s, budget)
     caller = caller_id(request, settings)
     if upload.stream:
-        events = _events(backend, audio, upload.options, caller, request_id(request))
+        held = contextlib.AsyncExitStack()
+        await held.enter_async_context(budget.hold(audio))  # a 429 here, before the stream begins
+        events = _released_after(_events(backend, audio, upload.options, caller, request_id(request)), held)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     started = time.perf_counter()
-    transcript = await backend.transcribe(audio, upload.options, caller=caller)
+    async with budget.hold(audio):
+        transcript = await backend.transcribe(audio, upload.options, caller=caller)
     log.info(
         "request_id=%s %s file=%r bytes=%d audio_s=%.1f format=%s language=%s took_s=%.2f",
         request_id(request),
@@ -234,6 +244,14 @@ async def _handle_audio(
         time.perf_counter() - started,
     )
     return transcript_response(transcript, upload.response_format)
+
+
+async def _released_after(
+    events: AsyncIterator[bytes], held: contextlib.AsyncExitStack
+) -> AsyncIterator[bytes]:
+    async with held:
+        async for event in events:
+            yield event
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -339,20 +357,22 @@ def create_api_router(
     settings: ApiSettings,
     jobs: JobsApi | None = None,
     registry: AdapterRegistry | None = None,
+    budget: AudioBudget | None = None,
 ) -> APIRouter:
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(settings))] if settings.guarded else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
     models = Models(backend, settings, registry)
+    budget = budget or audio_budget(settings)
 
     async def transcriptions(request: Request) -> Response:
         """Transcribe an uploaded recording in its own language (OpenAI `audio.transcriptions`)."""
-        return await _handle_audio(request, backend, settings, "transcribe", models)
+        return await _handle_audio(request, backend, settings, "transcribe", models, budget)
 
     async def translations(request: Request) -> Response:
         """Translate an uploaded recording into English text (OpenAI `audio.translations`)."""
-        return await _handle_audio(request, backend, settings, "translate", models)
+        return await _handle_audio(request, backend, settings, "translate", models, budget)
 
     async def list_models() -> dict[str, Any]:
         """The base model and every adapter of the registry, in OpenAI's list shape."""
@@ -376,6 +396,10 @@ def create_api_router(
     if jobs is not None:
         add_jobs_routes(router, jobs, models.adapter_for)
     return router
+
+
+def audio_budget(settings: ApiSettings) -> AudioBudget:
+    return AudioBudget(settings.max_audio_in_flight_s, settings.concurrent_decodes)
 
 
 async def _is_ready(backend: TranscribeBackend) -> bool:
@@ -411,7 +435,10 @@ def create_app(
         from tuned_whisper.serving.page_guard import PageGuard
 
         app.add_middleware(PageGuard, settings=settings)
-    app.include_router(create_api_router(backend, settings, jobs, registry), prefix="/v1")
+    app.state.audio_budget = audio_budget(settings)  # shared with the UI (`mount_ui`)
+    app.include_router(
+        create_api_router(backend, settings, jobs, registry, app.state.audio_budget), prefix="/v1"
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

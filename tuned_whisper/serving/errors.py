@@ -46,6 +46,14 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class ModelUnavailable(ApiError):
+    """The model replicas could not decode a window (one died and the retry failed too, or it took too
+    long): a 503 the client may retry, never a bare 500."""
+
+    def __init__(self, message: str, *, code: str = "model_unavailable", retry_after_s: int = 5) -> None:
+        super().__init__(503, message, code=code, headers={"Retry-After": str(retry_after_s)})
+
+
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
     """A 400 `invalid_request_error`: the request itself must change."""
     return ApiError(400, message, param=param, code=code)

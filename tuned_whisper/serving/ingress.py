@@ -29,6 +29,7 @@ from tuned_whisper.engine.batching import WindowJob
 from tuned_whisper.engine.longform import LongForm, TextDelta, WindowLog, final
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.serving.api import checkpoint_card, create_app
+from tuned_whisper.serving.errors import ModelUnavailable
 from tuned_whisper.serving.realtime import RealtimeEndpoint, add_realtime_route
 from tuned_whisper.types import TranscribeOptions, Transcript
 
@@ -38,13 +39,44 @@ LIVE_SECRET_TTL_S = 60  # the UI page connects right after asking; the session t
 
 
 class RayRunner:
-    """The long-form path's `WindowRunner` over the `WhisperASR` deployment's batched `decode`."""
+    """The long-form path's `WindowRunner` over the `WhisperASR` deployment's batched `decode`.
 
-    def __init__(self, model: DeploymentHandle) -> None:
+    A window whose replica dies under it is sent once more (Serve routes it to a healthy replica, or
+    waits for the replacement); a second loss, or a window not back within `timeout_s`, is a 503.
+    """
+
+    def __init__(self, model: DeploymentHandle, timeout_s: float) -> None:
         self.model = model
+        self.timeout_s = timeout_s
+        self.retried = 0
 
     async def decode(self, job: WindowJob) -> Decoded:
-        return await self.model.decode.remote(job)
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+
+        lost = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+        try:
+            return await self._once(job)
+        except lost as error:
+            self.retried += 1
+            logger.warning("a model replica was lost mid-window (%s); sending the window again", error)
+        try:
+            return await self._once(job)
+        except lost as error:
+            raise ModelUnavailable("the model replicas failed this audio twice; retry") from error
+
+    async def _once(self, job: WindowJob) -> Decoded:
+        response = self.model.decode.remote(job)
+        try:
+            return await asyncio.wait_for(_awaited(response), self.timeout_s)
+        except TimeoutError as error:
+            response.cancel()
+            message = f"the model replicas did not decode a window within {self.timeout_s:g} s; retry"
+            raise ModelUnavailable(message, code="model_timeout") from error
+
+
+async def _awaited(response: Any) -> Decoded:
+    return await response
 
 
 class RayBackend:
@@ -61,7 +93,7 @@ class RayBackend:
         self.longform = LongForm(
             tokenizer, settings.engine, windows_in_flight=settings.serve.windows_in_flight
         )
-        self.runner = RayRunner(model)
+        self.runner = RayRunner(model, settings.serve.window_timeout_s)
         self._info: ModelInfo | None = None
         self.draining = False
         self._latency = metrics.Histogram(
@@ -257,4 +289,5 @@ class GradioServer:
         lines += ["# TYPE tw_packed_clips counter", f"tw_packed_clips {stats['packed_clips']}"]
         lines += ["# TYPE tw_realtime_sessions gauge", f"tw_realtime_sessions {self.realtime.registry.open}"]
         lines += ["# TYPE tw_requests_in_flight gauge", f"tw_requests_in_flight {self.in_flight}"]
+        lines += ["# TYPE tw_window_retries counter", f"tw_window_retries {self.backend.runner.retried}"]
         return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.engine.base import ProgressCallback
 from tuned_whisper.formats import format_timestamp, to_milliseconds, write_transcript
 from tuned_whisper.languages import LANGUAGE_NAMES, language_code, language_name
+from tuned_whisper.serving.admission import AudioBudget, ServerBusy
 from tuned_whisper.serving.api import TranscribeBackend
 from tuned_whisper.serving.ui_live import live_tab
 from tuned_whisper.types import Task, TranscribeOptions, Transcript
@@ -130,19 +132,22 @@ def _threadsafe(progress: gr.Progress) -> ProgressCallback:
 
 async def _run(
     backend: TranscribeBackend,
+    budget: AudioBudget,
     max_audio_s: float,
     source: str,
     options: TranscribeOptions,
     progress: gr.Progress,
 ) -> tuple[str, str, Rows, list[str]]:
-    """Decode → transcribe → format; AudioDecodeError and other ValueErrors propagate to the caller."""
+    """Decode → transcribe → format; AudioDecodeError and other ValueErrors propagate to the caller,
+    and so does ServerBusy (the server holds all the audio it may)."""
     name = Path(source).name
     progress(0.0, desc="Decoding audio")
     decode = functools.partial(decode_audio, source, max_duration_s=max_audio_s, name=name)
-    audio = await anyio.to_thread.run_sync(decode)
+    audio = await budget.decode(decode)
     progress(0.0, desc="Transcribing")
     started = time.perf_counter()
-    transcript = await backend.transcribe(audio, options, _threadsafe(progress))
+    async with budget.hold(audio):
+        transcript = await backend.transcribe(audio, options, _threadsafe(progress))
     took = time.perf_counter() - started
     log.info("ui %s file=%r audio_s=%.1f took_s=%.2f", options.task, name, transcript.duration, took)
     if not transcript.text.strip():
@@ -151,7 +156,7 @@ async def _run(
     return transcript.text.strip(), _language_label(transcript), _segment_rows(transcript), files
 
 
-def _transcribe_fn(backend: TranscribeBackend, max_audio_s: float) -> Any:
+def _transcribe_fn(backend: TranscribeBackend, budget: AudioBudget, max_audio_s: float) -> Any:
     """The transcribe event's function; Gradio reads its signature, so the parameters are the inputs."""
 
     async def transcribe(
@@ -176,9 +181,11 @@ def _transcribe_fn(backend: TranscribeBackend, max_audio_s: float) -> Any:
             raise gr.Error("Record or upload something first, then press Transcribe.", print_exception=False)
         try:
             options = _options(language, task, word_timestamps)
-            return await _run(backend, max_audio_s, source, options, progress)
+            return await _run(backend, budget, max_audio_s, source, options, progress)
         except ValueError as exc:  # AudioDecodeError is one: its message names the file and the problem
             raise gr.Error(str(exc), print_exception=False) from exc
+        except ServerBusy as exc:
+            raise gr.Error(f"The server is busy: {exc.message}.", print_exception=False) from exc
 
     return transcribe
 
@@ -270,12 +277,14 @@ def build_ui(
     examples: Sequence[Path] | None = None,
     concurrency_limit: int = 16,
     live_secret: Callable[[], str] = str,
+    budget: AudioBudget | None = None,
 ) -> gr.Blocks:
     """The transcription UI over `backend`; `examples` defaults to the repository's clips where present.
 
     The Live tab connects to `/v1/realtime` on the same server, with the key `live_secret()` mints (the
     default, "", suits a server without API keys).
 
+    `budget` caps the decoded audio held at once (shared with the API's when mounted beside it).
     `concurrency_limit` requests run at once (Gradio's default of 1 would serialise users and starve a
     batching backend). Theme and CSS are applied by `mount_ui`: Gradio 6 takes them at mount time.
     """
@@ -295,7 +304,7 @@ def build_ui(
             with gr.Tab("Live", elem_id="tw-tab-live"):
                 live_tab(live_secret)
         button.click(
-            _transcribe_fn(backend, max_audio_s),
+            _transcribe_fn(backend, budget or AudioBudget(math.inf, concurrency_limit), max_audio_s),
             inputs=[audio, media, language, task, words],
             outputs=list(outputs),
             api_name="transcribe",
@@ -315,6 +324,7 @@ def mount_ui(
     **kw: Any,
 ) -> FastAPI:
     """Mount `build_ui(backend, **kw)` on `app` at `path`; routes the app already has keep precedence."""
+    kw.setdefault("budget", getattr(app.state, "audio_budget", None))  # the API's, from `create_app`
     blocks = build_ui(backend, **kw)
     return gr.mount_gradio_app(
         app,

@@ -1,0 +1,64 @@
+"""How much decoded audio one ingress holds at once: past the cap a request is refused with a 429 and
+`Retry-After`, so a burst of long uploads slows callers down instead of exhausting the instance's memory.
+
+Decoded audio is float32 at 16 kHz (64 kB per second, 0.9 GB per 4 h); a request holds its audio from
+decoding until its answer has gone out. Decoding itself is a short spike, so only a few run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import anyio
+import numpy as np
+
+from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.serving.errors import ApiError
+
+T = TypeVar("T")
+RETRY_AFTER_S = 5
+
+
+class ServerBusy(ApiError):
+    """A 429: the server holds as much audio as it may; retry after `Retry-After` seconds."""
+
+    def __init__(self, message: str) -> None:
+        code, headers = "audio_in_flight_limit", {"Retry-After": str(RETRY_AFTER_S)}
+        super().__init__(429, message, code=code, type_="rate_limit_error", headers=headers)
+
+
+class AudioBudget:
+    """Seconds of decoded audio held by requests in flight, up to `limit_s`; decodes `decode_slots` at a
+    time. A request alone is always admitted (its own length is capped by `max_audio_s`)."""
+
+    def __init__(self, limit_s: float, decode_slots: int) -> None:
+        self.limit_s = limit_s
+        self.held_s = 0.0
+        self.peak_s = 0.0
+        self.refused = 0
+        self._slots = anyio.Semaphore(decode_slots)
+
+    async def decode(self, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run `decode` in a thread once a decode slot is free."""
+        async with self._slots:
+            return await anyio.to_thread.run_sync(decode)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, audio: np.ndarray) -> AsyncIterator[None]:
+        """Count `audio` as held while the block runs; ServerBusy if it does not fit beside the rest."""
+        seconds = len(audio) / SAMPLE_RATE
+        if self.held_s > 0 and self.held_s + seconds > self.limit_s:
+            self.refused += 1
+            message = (
+                f"the server is holding {self.held_s:.0f} s of audio for other requests and this one adds "
+                f"{seconds:.0f} s (limit {self.limit_s:.0f} s); retry in {RETRY_AFTER_S} s"
+            )
+            raise ServerBusy(message)
+        self.held_s += seconds
+        self.peak_s = max(self.peak_s, self.held_s)
+        try:
+            yield
+        finally:
+            self.held_s -= seconds
