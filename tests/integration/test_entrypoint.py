@@ -222,3 +222,59 @@ def test_a_signal_to_the_whole_process_group_answers_every_request_and_exits_cle
     left = [p for p in ray_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [p.cmdline() for p in left]
     assert set(scratch.rglob("*")) <= started_with, "requests left temp files behind"
+
+
+def test_one_metrics_scrape_counts_the_windows_of_every_model_replica(checkpoint_dir: object) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "TW_SERVE__MODEL_NUM_CPUS": "0.5", "TW_SERVE__UI": "false"}
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen(
+        [sys.executable, "serve_predictor_script.py", "--replicas", "2"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}/readyz", timeout_s=240)
+        with JFK.path.open("rb") as audio:
+            clip = audio.read()
+
+        def post() -> httpx.Response:
+            files = {"file": (JFK.path.name, clip, "audio/flac")}
+            return httpx.post(
+                f"{url}/v1/audio/transcriptions", files=files, data={"language": "en"}, timeout=180
+            )
+
+        answers: list[httpx.Response] = []
+        clients = [threading.Thread(target=lambda: answers.append(post())) for _ in range(6)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=240)
+        assert [a.status_code for a in answers] == [200] * 6
+
+        deadline = time.monotonic() + 60
+        while True:  # Ray exports every few seconds
+            text = httpx.get(f"{url}/metrics", timeout=30).text
+            windows = {
+                sample.labels.get("replica", "?"): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "tw_model_windows_total"
+            }
+            if sum(windows.values()) >= 6 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        print(f"windows by replica: {windows}")
+        assert sum(windows.values()) == 6  # one 30 s window per clip, wherever it was decoded
+        assert len(windows) == 2  # Serve spread six requests in flight over both replicas
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -274,11 +274,13 @@ class GradioServer:
         return self.in_flight
 
     async def _metrics(self) -> str:
-        """Batch sizes and audio seconds of a model replica, in Prometheus text format.
+        """Prometheus text: first the model replica this scrape reached (exact, up to date: batch sizes,
+        windows, packing) and this ingress replica's gauges, then every replica's `tw_model_*` and
+        `tw_request_*` series as Ray exported them a few seconds ago (`cluster_metrics`)."""
+        import anyio.to_thread
 
-        Ray's own Prometheus endpoint (the metrics export port) carries the same `tw_*` metrics for every
-        replica and the ingress, plus Serve's request metrics.
-        """
+        from tuned_whisper.serving.cluster_metrics import cluster_metrics
+
         stats = await self.model.stats.remote()
         lines = ["# TYPE tw_batches counter"]
         lines += [
@@ -290,4 +292,4 @@ class GradioServer:
         lines += ["# TYPE tw_realtime_sessions gauge", f"tw_realtime_sessions {self.realtime.registry.open}"]
         lines += ["# TYPE tw_requests_in_flight gauge", f"tw_requests_in_flight {self.in_flight}"]
         lines += ["# TYPE tw_window_retries counter", f"tw_window_retries {self.backend.runner.retried}"]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + await anyio.to_thread.run_sync(cluster_metrics)

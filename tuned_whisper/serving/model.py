@@ -27,6 +27,18 @@ BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64]
 RECENT_PACKS = 256
 
 
+def _replica_tags() -> dict[str, str]:
+    """`deployment` and `replica` for this replica's metrics, so one scrape tells the replicas apart."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        context = serve.get_replica_context()
+    except RayServeException:  # not inside a Serve replica (a test that builds the class directly)
+        return {"deployment": "WhisperASR", "replica": "local"}
+    return {"deployment": context.deployment, "replica": context.replica_id.unique_id}
+
+
 class WhisperASR:
     """Loads the configured backend once per replica and decodes batches of window jobs."""
 
@@ -60,10 +72,24 @@ class WhisperASR:
         self.windows = 0
         self.packed_clips = 0
         self.recent_packs: deque[tuple[str, ...]] = deque(maxlen=RECENT_PACKS)
+        tags = _replica_tags()
         self._batch_metric = metrics.Histogram(
-            "tw_model_batch_size", description="Window jobs per batch", boundaries=BATCH_BOUNDARIES
+            "tw_model_batch_size",
+            description="Window jobs per batch",
+            boundaries=BATCH_BOUNDARIES,
+            tag_keys=tuple(tags),
         )
-        self._audio_metric = metrics.Counter("tw_model_audio_seconds", description="Audio seconds decoded")
+        self._audio_metric = metrics.Counter(
+            "tw_model_audio_seconds", description="Audio seconds decoded", tag_keys=tuple(tags)
+        )
+        self._windows_metric = metrics.Counter(
+            "tw_model_windows", description="30 s windows decoded", tag_keys=tuple(tags)
+        )
+        self._packed_metric = metrics.Counter(
+            "tw_model_packed_clips", description="Clips decoded packed", tag_keys=tuple(tags)
+        )
+        for metric in (self._batch_metric, self._audio_metric, self._windows_metric, self._packed_metric):
+            metric.set_default_tags(tags)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with `user_config` at start and on every config change, without a restart."""
@@ -83,6 +109,10 @@ class WhisperASR:
         self.recent_packs.extend(report.packs or [])
         self._batch_metric.observe(len(jobs))
         self._audio_metric.inc(seconds)
+        if report.windows:
+            self._windows_metric.inc(report.windows)
+        if report.packed_clips:
+            self._packed_metric.inc(report.packed_clips)
 
     async def detect(self, head: np.ndarray) -> tuple[str, float]:
         """Spoken language of up to 30 s of audio."""
