@@ -1,15 +1,22 @@
-"""Faults on the real service: a model replica killed while requests are being decoded on it."""
+"""Faults on the real service: a model replica killed while requests are being decoded on it, and 120
+damaged real recordings (cut short, bits flipped, misnamed), none of which may get a 5xx or take a
+replica down."""
 
 from __future__ import annotations
 
+import random
+import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.clips import JFK, SONNETS
 from tests.conftest import API_KEY
+from tuned_whisper.audio import ffmpeg_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
@@ -86,3 +93,86 @@ def test_a_replica_killed_mid_request_answers_every_client_and_the_next_ten_succ
         answer = transcribe(served_app, JFK, timeout=120)
         assert answer.status_code == 200, answer.text
         assert JFK.missing_phrases(answer.json()["text"]) == []
+
+
+def encodings(workdir: Path) -> dict[str, bytes]:
+    """The first 3 s of the JFK clip as WAV, FLAC, MP3 and Ogg Opus, made with ffmpeg."""
+    made = {}
+    for suffix, codec in {
+        ".wav": "pcm_s16le",
+        ".flac": "flac",
+        ".mp3": "libmp3lame",
+        ".ogg": "libopus",
+    }.items():
+        out = workdir / f"jfk{suffix}"
+        command = [ffmpeg_binary(), "-loglevel", "error", "-y", "-i", str(JFK.path), "-t", "3"]
+        subprocess.run([*command, "-ac", "1", "-c:a", codec, str(out)], check=True, timeout=60)
+        made[suffix] = out.read_bytes()
+    return made
+
+
+def mutations(originals: dict[str, bytes], count: int, seed: int = 13) -> list[tuple[str, str, bytes]]:
+    """`count` damaged files (what was done, file name, bytes): cut short, bits flipped, bytes zeroed,
+    a wrong extension, or a real header with garbage after it."""
+    rng = random.Random(seed)
+    made = []
+    for n in range(count):
+        suffix, data = rng.choice(sorted(originals.items()))
+        kind = rng.choice(["truncate", "flip", "zero", "rename", "garbage"])
+        body = bytearray(data)
+        name = f"clip-{n}{suffix}"
+        if kind == "truncate":
+            body = body[: rng.randrange(0, len(body))]
+        elif kind == "flip":
+            for _ in range(rng.choice([1, 8, 64, 512])):
+                body[rng.randrange(len(body))] ^= 1 << rng.randrange(8)
+        elif kind == "zero":
+            start = rng.randrange(len(body))
+            body[start : start + rng.randrange(1, 4096)] = bytes(min(4096, len(body) - start))
+        elif kind == "rename":
+            name = f"clip-{n}" + rng.choice([".mp3", ".wav", ".flac", ".txt", ".mp4", ""])
+        else:
+            body = body[: rng.randrange(4, 64)] + bytearray(rng.randbytes(rng.randrange(16, 20000)))
+        made.append((kind, name, bytes(body)))
+    return made
+
+
+def test_damaged_recordings_get_a_4xx_or_a_transcript_and_no_replica_falls(
+    served_app: str, tmp_path: Path
+) -> None:
+    from ray.util.state import list_actors
+
+    def replicas() -> set[str]:
+        alive = list_actors(filters=[("state", "=", "ALIVE")])
+        return {a.name for a in alive if a.class_name and "ServeReplica" in a.class_name}
+
+    before = replicas()
+    cases = mutations(encodings(tmp_path), 120)
+
+    def send(case: tuple[str, str, bytes]) -> tuple[str, int, str]:
+        kind, name, body = case
+        response = httpx.post(
+            f"{served_app}/v1/audio/transcriptions",
+            files={"file": (name, body, "application/octet-stream")},
+            headers=AUTH,
+            timeout=180,
+        )
+        return kind, response.status_code, response.text
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(send, cases))
+
+    outcomes: dict[str, dict[int, int]] = {}
+    for kind, status, _ in results:
+        outcomes.setdefault(kind, {}).setdefault(status, 0)
+        outcomes[kind][status] += 1
+    print(f"status codes by damage: {outcomes}")
+    server_errors = [(kind, text[:200]) for kind, status, text in results if status >= 500]
+    assert server_errors == []
+    for kind, status, text in results:
+        assert status in (200, 400), (kind, status, text[:200])
+        body = httpx.Response(status, content=text.encode()).json()
+        assert isinstance(body["text"], str) if status == 200 else body["error"]["code"]
+    assert {status for _, status, _ in results} == {200, 400}  # some still decode, some cannot
+    assert replicas() == before  # no replica died or was replaced
+    assert httpx.get(f"{served_app}/readyz", timeout=30).status_code == 200
