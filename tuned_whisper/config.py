@@ -81,6 +81,9 @@ class ApiSettings(BaseModel):
     max_audio_in_flight_s: float = Field(default=8 * 3600, gt=0)
     """Decoded audio one ingress holds for requests at once (8 h, about 1.8 GB); past it a new request
     gets a 429 with `Retry-After`."""
+    max_requests_per_client: int = Field(default=64, ge=1)
+    """Transcription requests one client may have in flight at once (a client: its API key; with no
+    keys, its address); one more gets a 429 with `Retry-After`."""
     concurrent_decodes: int = Field(default=2, ge=1)
     """Uploads decoded (ffmpeg) at once per ingress; more wait their turn."""
     cors_origins: tuple[str, ...] = ()
@@ -156,6 +159,8 @@ class RealtimeSettings(BaseModel):
 
     max_sessions: int = Field(default=32, ge=1)
     """Open sessions per ingress replica; one more is told to retry later (close code 1013)."""
+    max_sessions_per_client: int = Field(default=32, ge=1)
+    """Open sessions one client may hold (its API key or client secret; with no keys, its address)."""
     max_session_s: float = Field(default=3600, gt=0)
     """Longest session; then an error event and close code 1008."""
     idle_timeout_s: float = Field(default=60, gt=0)

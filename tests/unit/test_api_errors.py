@@ -435,6 +435,38 @@ async def test_past_the_audio_in_flight_cap_a_request_is_a_429_to_retry_and_the_
     assert after.status_code == 200  # the first request's audio was let go with its answer
 
 
+async def test_one_client_past_its_requests_in_flight_gets_a_429_and_another_client_does_not() -> None:
+    backend = GatedBackend()
+    first_key, second_key = {"Authorization": f"Bearer {KEY}"}, {"Authorization": "Bearer sk-other"}
+    async with client_for(
+        backend, api_key=KEY, extra_api_keys=("sk-other",), max_requests_per_client=2
+    ) as client:
+        held = [asyncio.create_task(transcribe(client, headers=first_key)) for _ in range(2)]
+        while backend.inside < 2:
+            await asyncio.sleep(0.01)
+        third = await transcribe(client, headers=first_key)
+        other = asyncio.create_task(transcribe(client, headers=second_key))
+        while backend.inside < 3:
+            await asyncio.sleep(0.01)
+        backend.gate.set()
+        served = [await task for task in (*held, other)]
+        again = await transcribe(client, headers=first_key)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "too_many_requests_in_flight"
+    assert int(third.headers["retry-after"]) > 0
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert again.status_code == 200  # the slots came back with the answers
+
+
+async def test_a_refused_upload_gives_its_client_slot_back() -> None:
+    backend = FakeBackend()
+    async with client_for(backend, max_requests_per_client=1) as client:
+        for _ in range(3):  # a leaked slot would make the second a 429
+            bad = await transcribe(client, audio=b"not audio at all")
+            assert bad.status_code == 400
+        assert (await transcribe(client)).status_code == 200
+
+
 async def test_a_finished_stream_lets_its_audio_go() -> None:
     backend = FakeBackend()
     async with client_for(backend, max_audio_in_flight_s=3.0) as client:

@@ -7,7 +7,8 @@ import asyncio
 import base64
 
 import numpy as np
-from fastapi import FastAPI
+import pytest
+from fastapi import FastAPI, WebSocketDisconnect
 from fastapi.testclient import TestClient
 
 from tests.clips import JFK
@@ -56,3 +57,21 @@ def test_a_client_waiting_for_a_slow_transcript_gets_it_and_only_then_times_out(
     ]
     assert events[2]["transcript"] == "2.0 seconds"
     assert events[3]["error"]["code"] == "idle_timeout"
+
+
+def test_one_client_past_its_sessions_is_told_to_retry_later_and_a_closed_session_frees_its_place() -> None:
+    app = FastAPI()
+    add_realtime_route(
+        app, RealtimeEndpoint(SlowModel(), ApiSettings(), RealtimeSettings(max_sessions_per_client=1))
+    )
+    client = TestClient(app)
+    with client.websocket_connect("/v1/realtime?intent=transcription") as first:
+        assert first.receive_json()["type"] == "session.created"
+        with client.websocket_connect("/v1/realtime?intent=transcription") as second:
+            refusal = second.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                second.receive_json()
+    assert refusal["type"] == "error" and refusal["error"]["code"] == "too_many_sessions_for_client"
+    assert closed.value.code == 1013
+    with client.websocket_connect("/v1/realtime?intent=transcription") as later:
+        assert later.receive_json()["type"] == "session.created"

@@ -8,16 +8,17 @@ decoding until its answer has gone out. Decoding itself is a short spike, so onl
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from dataclasses import dataclass
 
 import anyio
 import numpy as np
 
 from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.config import ApiSettings
 from tuned_whisper.serving.errors import ApiError
 
-T = TypeVar("T")
 RETRY_AFTER_S = 5
 
 
@@ -62,3 +63,57 @@ class AudioBudget:
             yield
         finally:
             self.held_s -= seconds
+
+
+class TooManyRequests(ApiError):
+    """A 429: this client already has as many requests in flight as it may."""
+
+    def __init__(self, limit: int) -> None:
+        message = f"this client already has {limit} requests in flight; retry in {RETRY_AFTER_S} s"
+        code, headers = "too_many_requests_in_flight", {"Retry-After": str(RETRY_AFTER_S)}
+        super().__init__(429, message, code=code, type_="rate_limit_error", headers=headers)
+
+
+class PerClient:
+    """How many requests (or sessions) each client has open, up to `limit` each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def enter(self, client: str) -> bool:
+        """Count one more for `client`; False (nothing counted) when it is at its limit."""
+        if self.open[client] >= self.limit:
+            return False
+        self.open[client] += 1
+        return True
+
+    def leave(self, client: str) -> None:
+        self.open[client] -= 1
+        if self.open[client] <= 0:
+            del self.open[client]
+
+    @contextlib.asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        """One request's slot for the block; TooManyRequests when `client` has none left."""
+        if not self.enter(client):
+            raise TooManyRequests(self.limit)
+        try:
+            yield
+        finally:
+            self.leave(client)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What one ingress lets in: decoded audio in flight, and requests per client."""
+
+    audio: AudioBudget
+    clients: PerClient
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings) -> Admission:
+        return cls(
+            AudioBudget(settings.max_audio_in_flight_s, settings.concurrent_decodes),
+            PerClient(settings.max_requests_per_client),
+        )

@@ -35,7 +35,7 @@ from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
 from tuned_whisper.engine.longform import TextDelta
-from tuned_whisper.serving.admission import AudioBudget
+from tuned_whisper.serving.admission import Admission, AudioBudget
 from tuned_whisper.serving.client_secrets import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -190,6 +190,15 @@ async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, A
     return {"value": value, "expires_at": expires_at, "session": {"type": "transcription"}}
 
 
+def client_id(request: Request, settings: ApiSettings) -> str:
+    """Who is asking, for per-client limits: the API key's digest when keys are on, else the peer address
+    (behind a proxy that is the proxy's: set keys there)."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    if settings.guarded and token:
+        return key_caller(token)
+    return f"peer-{request.client.host if request.client else 'unknown'}"
+
+
 def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
     authorization = request.headers.get("authorization", "")
@@ -212,26 +221,36 @@ async def _handle_audio(
     settings: ApiSettings,
     task: Task,
     models: Models,
-    budget: AudioBudget,
+    limits: Admission,
 ) -> Response:
-    form = await read_form(request, settings.max_upload_bytes)
+    """One transcription request; what it holds (its client's slot, its decoded audio) is let go when
+    its answer has gone out, a stream's included."""
+    held = contextlib.AsyncExitStack()
+    await held.enter_async_context(limits.clients.slot(client_id(request, settings)))  # 429 at once
+    streaming = False
     try:
-        upload = await parse_upload(form, task)
-    finally:
-        await form.close()
-    adapter = await anyio.to_thread.run_sync(models.adapter_for, upload.model)
-    upload = dataclasses.replace(upload, options=dataclasses.replace(upload.options, adapter=adapter))
-    audio = await _decode(upload, settings.max_audio_s, budget)
-    caller = caller_id(request, settings)
-    if upload.stream:
-        held = contextlib.AsyncExitStack()
-        await held.enter_async_context(budget.hold(audio))  # a 429 here, before the stream begins
-        events = _released_after(_events(backend, audio, upload.options, caller, request_id(request)), held)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    started = time.perf_counter()
-    async with budget.hold(audio):
+        form = await read_form(request, settings.max_upload_bytes)
+        try:
+            upload = await parse_upload(form, task)
+        finally:
+            await form.close()
+        adapter = await anyio.to_thread.run_sync(models.adapter_for, upload.model)
+        upload = dataclasses.replace(upload, options=dataclasses.replace(upload.options, adapter=adapter))
+        audio = await _decode(upload, settings.max_audio_s, limits.audio)
+        await held.enter_async_context(limits.audio.hold(audio))  # a 429 here, before any stream begins
+        caller = caller_id(request, settings)
+        if upload.stream:
+            events = _released_after(
+                _events(backend, audio, upload.options, caller, request_id(request)), held
+            )
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            streaming = True
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        started = time.perf_counter()
         transcript = await backend.transcribe(audio, upload.options, caller=caller)
+    finally:
+        if not streaming:
+            await held.aclose()
     log.info(
         "request_id=%s %s file=%r bytes=%d audio_s=%.1f format=%s language=%s took_s=%.2f",
         request_id(request),
@@ -357,22 +376,22 @@ def create_api_router(
     settings: ApiSettings,
     jobs: JobsApi | None = None,
     registry: AdapterRegistry | None = None,
-    budget: AudioBudget | None = None,
+    limits: Admission | None = None,
 ) -> APIRouter:
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(settings))] if settings.guarded else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
     models = Models(backend, settings, registry)
-    budget = budget or audio_budget(settings)
+    limits = limits or Admission.from_settings(settings)
 
     async def transcriptions(request: Request) -> Response:
         """Transcribe an uploaded recording in its own language (OpenAI `audio.transcriptions`)."""
-        return await _handle_audio(request, backend, settings, "transcribe", models, budget)
+        return await _handle_audio(request, backend, settings, "transcribe", models, limits)
 
     async def translations(request: Request) -> Response:
         """Translate an uploaded recording into English text (OpenAI `audio.translations`)."""
-        return await _handle_audio(request, backend, settings, "translate", models, budget)
+        return await _handle_audio(request, backend, settings, "translate", models, limits)
 
     async def list_models() -> dict[str, Any]:
         """The base model and every adapter of the registry, in OpenAI's list shape."""
@@ -396,10 +415,6 @@ def create_api_router(
     if jobs is not None:
         add_jobs_routes(router, jobs, models.adapter_for)
     return router
-
-
-def audio_budget(settings: ApiSettings) -> AudioBudget:
-    return AudioBudget(settings.max_audio_in_flight_s, settings.concurrent_decodes)
 
 
 async def _is_ready(backend: TranscribeBackend) -> bool:
@@ -435,10 +450,9 @@ def create_app(
         from tuned_whisper.serving.page_guard import PageGuard
 
         app.add_middleware(PageGuard, settings=settings)
-    app.state.audio_budget = audio_budget(settings)  # shared with the UI (`mount_ui`)
-    app.include_router(
-        create_api_router(backend, settings, jobs, registry, app.state.audio_budget), prefix="/v1"
-    )
+    limits = Admission.from_settings(settings)
+    app.state.audio_budget = limits.audio  # shared with the UI (`mount_ui`)
+    app.include_router(create_api_router(backend, settings, jobs, registry, limits), prefix="/v1")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -24,6 +24,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from tuned_whisper.audio_formats import AudioFormat, decode_chunk
 from tuned_whisper.config import ApiSettings, RealtimeSettings
 from tuned_whisper.languages import language_code
+from tuned_whisper.serving.admission import PerClient
 from tuned_whisper.serving.client_secrets import ClientSecrets, is_api_key, key_caller
 from tuned_whisper.streaming import (
     Cleared,
@@ -256,6 +257,7 @@ class RealtimeEndpoint:
         self.client_secrets = ClientSecrets.from_keys(api.keys())
         self.settings = settings
         self.registry = Registry()
+        self.clients = PerClient(settings.max_sessions_per_client)
         self.load = LiveLoad(partial_slots=settings.partial_slots)
 
     def _authorized(self, websocket: WebSocket) -> str | None:
@@ -294,12 +296,18 @@ class RealtimeEndpoint:
             message = f"this replica already holds {self.settings.max_sessions} sessions; retry shortly"
             await self._refuse(websocket, "too_many_sessions", message, TRY_LATER)
             return
+        client = caller if self.api.guarded else f"peer-{websocket.client.host if websocket.client else '?'}"
+        if not self.clients.enter(client):
+            message = f"this client already holds {self.clients.limit} sessions; close one or retry shortly"
+            await self._refuse(websocket, "too_many_sessions_for_client", message, TRY_LATER)
+            return
         self.registry.open += 1
         self.registry.total += 1
         try:
             await Connection(self, websocket, caller).run()
         finally:
             self.registry.open -= 1
+            self.clients.leave(client)
 
     async def _refuse(self, websocket: WebSocket, code: str, message: str, close_code: int) -> None:
         await websocket.send_json(error_event(code, message))
