@@ -11,7 +11,10 @@ from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.clips import GERMAN, JFK
+from tests.conftest import TRAIN, train_references
+from tests.e2e.conftest import UI_LOGIN
 from tuned_whisper.config import PROJECT_ROOT
+from tuned_whisper.evaluation import score
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -82,3 +85,35 @@ def test_with_an_api_key_set_the_ui_asks_for_it_before_showing_anything(
     wrong = chromium.new_context(http_credentials={"username": "operator", "password": "sk-wrong"})
     assert wrong.request.get(server_url).status == 401
     wrong.close()
+
+
+def test_a_fine_tuned_model_dropped_into_the_registry_is_picked_in_the_model_dropdown(
+    chromium: Browser, server_url: str, adapters_dir: Path, overfit_run: dict
+) -> None:
+    clip = TRAIN / "both_help.flac"  # "press * to toggle pause, press # to enter a new dictation filename"
+    reference = train_references()[clip.name]
+    link = adapters_dir / "ui-house-style"
+    link.symlink_to(overfit_run["adapter"], target_is_directory=True)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000}, http_credentials=UI_LOGIN)
+    try:
+        page = context.new_page()
+        page.goto(server_url)  # the dropdown is filled on page load: the adapter is there, no restart
+        page.get_by_role("button", name="Transcribe").wait_for()
+        upload(page, clip)
+        texts = {}
+        for model in ("ui-house-style", None):  # the adapter, then the base model (first in the list)
+            page.locator("#tw-model input").click()
+            options = page.get_by_role("option")
+            expect(options.filter(has_text="ui-house-style")).to_have_count(1)
+            (options.filter(has_text=model) if model else options.first).click()
+            transcript = page.locator("#tw-transcript textarea")
+            before = transcript.input_value()
+            transcribe(page)
+            expect(transcript).not_to_have_value(before, timeout=TRANSCRIBE_TIMEOUT_MS)
+            texts[model or "base"] = transcript.input_value()
+    finally:
+        context.close()
+        link.unlink()
+    fine, plain = (score([reference], [texts[m]]).wer for m in ("ui-house-style", "base"))
+    print(f"adapter: {texts['ui-house-style']!r} ({fine:.2f}); base: {texts['base']!r} ({plain:.2f})")
+    assert fine < plain  # the house style ("press", "filename", "*", "#") came from the adapter

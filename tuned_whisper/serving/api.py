@@ -340,6 +340,11 @@ class Models:
             return base
         return self._adapter_object(model_id, base["id"])  # 404 when the registry has no such adapter
 
+    def names(self) -> list[str]:
+        """The base model's id, then every adapter of the registry (what a UI offers)."""
+        adapters = self.registry.adapters() if self.registry is not None else {}
+        return [self.base()["id"], *sorted(adapters)]
+
     def adapter_for(self, model: str | None) -> str | None:
         """The adapter a request's `model` names; None for the base model; 404 for anything else."""
         if model is None or model in BASE_ALIASES:
@@ -377,12 +382,13 @@ def create_api_router(
     jobs: JobsApi | None = None,
     registry: AdapterRegistry | None = None,
     limits: Admission | None = None,
+    models: Models | None = None,
 ) -> APIRouter:
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(settings))] if settings.guarded else []
     router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
-    models = Models(backend, settings, registry)
+    models = models or Models(backend, settings, registry)
     limits = limits or Admission.from_settings(settings)
 
     async def transcriptions(request: Request) -> Response:
@@ -451,8 +457,10 @@ def create_app(
 
         app.add_middleware(PageGuard, settings=settings)
     limits = Admission.from_settings(settings)
-    app.state.audio_budget = limits.audio  # shared with the UI (`mount_ui`)
-    app.include_router(create_api_router(backend, settings, jobs, registry, limits), prefix="/v1")
+    models = Models(backend, settings, registry)
+    app.state.audio_budget = limits.audio  # both shared with the UI (`mount_ui`)
+    app.state.models = models
+    app.include_router(create_api_router(backend, settings, jobs, registry, limits, models), prefix="/v1")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

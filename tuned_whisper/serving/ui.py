@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import logging
 import math
@@ -31,7 +32,8 @@ from tuned_whisper.engine.base import ProgressCallback
 from tuned_whisper.formats import format_timestamp, to_milliseconds, write_transcript
 from tuned_whisper.languages import LANGUAGE_NAMES, language_code, language_name
 from tuned_whisper.serving.admission import AudioBudget, ServerBusy
-from tuned_whisper.serving.api import TranscribeBackend
+from tuned_whisper.serving.api import Models, TranscribeBackend
+from tuned_whisper.serving.errors import ApiError
 from tuned_whisper.serving.ui_live import live_tab
 from tuned_whisper.types import Task, TranscribeOptions, Transcript
 
@@ -132,6 +134,7 @@ def _threadsafe(progress: gr.Progress) -> ProgressCallback:
 
 async def _run(
     backend: TranscribeBackend,
+    models: Models | None,
     budget: AudioBudget,
     max_audio_s: float,
     source: str,
@@ -141,6 +144,9 @@ async def _run(
     """Decode → transcribe → format; AudioDecodeError and other ValueErrors propagate to the caller,
     and so does ServerBusy (the server holds all the audio it may)."""
     name = Path(source).name
+    if models is not None:  # the model picked in the dropdown: 404 (ApiError) when it is gone by now
+        adapter = await anyio.to_thread.run_sync(models.adapter_for, options.adapter)
+        options = dataclasses.replace(options, adapter=adapter)
     progress(0.0, desc="Decoding audio")
     decode = functools.partial(decode_audio, source, max_duration_s=max_audio_s, name=name)
     audio = await budget.decode(decode)
@@ -156,7 +162,9 @@ async def _run(
     return transcript.text.strip(), _language_label(transcript), _segment_rows(transcript), files
 
 
-def _transcribe_fn(backend: TranscribeBackend, budget: AudioBudget, max_audio_s: float) -> Any:
+def _transcribe_fn(
+    backend: TranscribeBackend, models: Models | None, budget: AudioBudget, max_audio_s: float
+) -> Any:
     """The transcribe event's function; Gradio reads its signature, so the parameters are the inputs."""
 
     async def transcribe(
@@ -165,6 +173,7 @@ def _transcribe_fn(backend: TranscribeBackend, budget: AudioBudget, max_audio_s:
         language: str = AUTO_DETECT,
         task: str = "transcribe",
         word_timestamps: bool = False,
+        model: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
     ) -> tuple[str, str, Rows, list[str]]:
         """Transcribe or translate a recording.
@@ -175,17 +184,20 @@ def _transcribe_fn(backend: TranscribeBackend, budget: AudioBudget, max_audio_s:
             language: a Whisper language code, or "auto" to detect it.
             task: "transcribe" or "translate" (into English).
             word_timestamps: time subtitles by words rather than by segments.
+            model: the base model's id or an adapter's name (`/v1/models`); default: the base model.
         """
         source = media or audio
         if not source:
             raise gr.Error("Record or upload something first, then press Transcribe.", print_exception=False)
         try:
-            options = _options(language, task, word_timestamps)
-            return await _run(backend, budget, max_audio_s, source, options, progress)
+            options = dataclasses.replace(_options(language, task, word_timestamps), adapter=model)
+            return await _run(backend, models, budget, max_audio_s, source, options, progress)
         except ValueError as exc:  # AudioDecodeError is one: its message names the file and the problem
             raise gr.Error(str(exc), print_exception=False) from exc
         except ServerBusy as exc:
             raise gr.Error(f"The server is busy: {exc.message}.", print_exception=False) from exc
+        except ApiError as exc:  # the chosen model was withdrawn meanwhile
+            raise gr.Error(exc.message, print_exception=False) from exc
 
     return transcribe
 
@@ -238,6 +250,26 @@ def _inputs(examples: Sequence[Path]) -> tuple[gr.Audio, gr.File]:
     return audio, media
 
 
+def _model_control(models: Models | None) -> gr.Dropdown:
+    names = models.names() if models is not None else []
+    return gr.Dropdown(
+        names or ["base"],
+        value=names[0] if names else None,
+        label="Model",
+        info="the base model or a fine-tuned adapter of the registry",
+        elem_id="tw-model",
+        visible=models is not None,
+    )
+
+
+def _model_refresh(models: Models) -> Callable[[], gr.Dropdown]:
+    async def refresh() -> gr.Dropdown:
+        names = await anyio.to_thread.run_sync(models.names)
+        return gr.Dropdown(choices=names, value=names[0])
+
+    return refresh
+
+
 def _option_controls() -> tuple[gr.Dropdown, gr.Radio, gr.Checkbox]:
     language = gr.Dropdown(_language_choices(), value=AUTO_DETECT, label="Language")
     with gr.Row(equal_height=True):
@@ -278,12 +310,15 @@ def build_ui(
     concurrency_limit: int = 16,
     live_secret: Callable[[], str] = str,
     budget: AudioBudget | None = None,
+    models: Models | None = None,
 ) -> gr.Blocks:
     """The transcription UI over `backend`; `examples` defaults to the repository's clips where present.
 
     The Live tab connects to `/v1/realtime` on the same server, with the key `live_secret()` mints (the
     default, "", suits a server without API keys).
 
+    `models` fills the Model dropdown (the base model and the registry's adapters, read again on every
+    page load, so a new adapter shows up without a restart); without it the base model alone is used.
     `budget` caps the decoded audio held at once (shared with the API's when mounted beside it).
     `concurrency_limit` requests run at once (Gradio's default of 1 would serialise users and starve a
     batching backend). Theme and CSS are applied by `mount_ui`: Gradio 6 takes them at mount time.
@@ -297,6 +332,7 @@ def build_ui(
             with gr.Tab("File", elem_id="tw-tab-file"), gr.Row(equal_height=False):
                 with gr.Column(scale=5):
                     audio, media = _inputs(examples)
+                    model = _model_control(models)
                     language, task, words = _option_controls()
                     button = gr.Button("Transcribe", variant="primary", elem_id="tw-transcribe")
                 with gr.Column(scale=7):
@@ -304,13 +340,15 @@ def build_ui(
             with gr.Tab("Live", elem_id="tw-tab-live"):
                 live_tab(live_secret)
         button.click(
-            _transcribe_fn(backend, budget or AudioBudget(math.inf, concurrency_limit), max_audio_s),
-            inputs=[audio, media, language, task, words],
+            _transcribe_fn(backend, models, budget or AudioBudget(math.inf, concurrency_limit), max_audio_s),
+            inputs=[audio, media, language, task, words, model],
             outputs=list(outputs),
             api_name="transcribe",
             concurrency_limit=concurrency_limit,
             concurrency_id="transcribe",
         )
+        if models is not None:  # adapters added or withdrawn since the last page load
+            demo.load(_model_refresh(models), outputs=model, api_visibility="private", queue=False)
     demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
 
@@ -325,6 +363,7 @@ def mount_ui(
 ) -> FastAPI:
     """Mount `build_ui(backend, **kw)` on `app` at `path`; routes the app already has keep precedence."""
     kw.setdefault("budget", getattr(app.state, "audio_budget", None))  # the API's, from `create_app`
+    kw.setdefault("models", getattr(app.state, "models", None))
     blocks = build_ui(backend, **kw)
     return gr.mount_gradio_app(
         app,
