@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.clips import JFK, SONNETS
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, SECOND_KEY
 from tuned_whisper.audio import ffmpeg_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -176,3 +176,25 @@ def test_damaged_recordings_get_a_4xx_or_a_transcript_and_no_replica_falls(
     assert {status for _, status, _ in results} == {200, 400}  # some still decode, some cannot
     assert replicas() == before  # no replica died or was replaced
     assert httpx.get(f"{served_app}/readyz", timeout=30).status_code == 200
+
+
+def test_no_api_key_reaches_the_logs(served_app: str) -> None:
+    """After every request above (and the rest of the session's), Ray's and Serve's logs and the
+    replicas' output hold neither key, nor a client's wrong one."""
+    import ray
+
+    wrong = "sk-wrong-and-never-logged"
+    refused = httpx.get(f"{served_app}/v1/models", headers={"Authorization": f"Bearer {wrong}"}, timeout=30)
+    assert refused.status_code == 401
+    assert transcribe(served_app, JFK).status_code == 200
+    time.sleep(2)  # let the replicas' output reach the files
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    files = [p for p in logs.rglob("*") if p.is_file() and p.suffix in (".err", ".log", ".out", ".txt")]
+    assert files
+    leaks = {
+        str(p.relative_to(logs)): secret
+        for p in files
+        for secret in (API_KEY, SECOND_KEY, wrong)
+        if secret in p.read_text(errors="replace")
+    }
+    assert leaks == {}

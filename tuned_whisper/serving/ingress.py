@@ -273,6 +273,13 @@ class GradioServer:
     def requests_in_flight(self) -> int:
         return self.in_flight
 
+    def __del__(self) -> None:
+        """Serve's graceful stop of this replica (also without a drain, as `serve.shutdown()` does it):
+        the job workers stop before the replica's thread pool goes, so their loop does not spin on a
+        closed pool; a running job's lease runs out and the next worker takes it over."""
+        if getattr(self, "jobs", None) is not None:
+            self.jobs.stop()
+
     async def _metrics(self) -> str:
         """Prometheus text: first the model replica this scrape reached (exact, up to date: batch sizes,
         windows, packing) and this ingress replica's gauges, then every replica's `tw_model_*` and
