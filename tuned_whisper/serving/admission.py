@@ -22,12 +22,19 @@ from tuned_whisper.serving.errors import ApiError
 RETRY_AFTER_S = 5
 
 
-class ServerBusy(ApiError):
-    """A 429: the server holds as much audio as it may; retry after `Retry-After` seconds."""
+class RateLimited(ApiError):
+    """A 429 with `Retry-After`: the request is fine, the server cannot take it now."""
+
+    def __init__(self, message: str, code: str) -> None:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        super().__init__(429, message, code=code, type_="rate_limit_error", headers=headers)
+
+
+class ServerBusy(RateLimited):
+    """The server holds as much audio as it may."""
 
     def __init__(self, message: str) -> None:
-        code, headers = "audio_in_flight_limit", {"Retry-After": str(RETRY_AFTER_S)}
-        super().__init__(429, message, code=code, type_="rate_limit_error", headers=headers)
+        super().__init__(message, "audio_in_flight_limit")
 
 
 class AudioBudget:
@@ -37,7 +44,6 @@ class AudioBudget:
     def __init__(self, limit_s: float, decode_slots: int) -> None:
         self.limit_s = limit_s
         self.held_s = 0.0
-        self.peak_s = 0.0
         self.refused = 0
         self._slots = anyio.Semaphore(decode_slots)
 
@@ -58,20 +64,18 @@ class AudioBudget:
             )
             raise ServerBusy(message)
         self.held_s += seconds
-        self.peak_s = max(self.peak_s, self.held_s)
         try:
             yield
         finally:
             self.held_s -= seconds
 
 
-class TooManyRequests(ApiError):
-    """A 429: this client already has as many requests in flight as it may."""
+class TooManyRequests(RateLimited):
+    """This client already has as many requests in flight as it may."""
 
     def __init__(self, limit: int) -> None:
         message = f"this client already has {limit} requests in flight; retry in {RETRY_AFTER_S} s"
-        code, headers = "too_many_requests_in_flight", {"Retry-After": str(RETRY_AFTER_S)}
-        super().__init__(429, message, code=code, type_="rate_limit_error", headers=headers)
+        super().__init__(message, "too_many_requests_in_flight")
 
 
 class PerClient:
