@@ -81,7 +81,7 @@ def transcribe(args: argparse.Namespace) -> int:
     """Transcribe each file to `--output-dir`; a bad file is reported and skipped, the others still done."""
     from tqdm import tqdm
 
-    from tuned_whisper.audio import AudioDecodeError, decode_audio
+    from tuned_whisper.audio import AudioDecodeError, decode_audio_to_disk
     from tuned_whisper.formats import write_transcript
 
     try:
@@ -93,7 +93,7 @@ def transcribe(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.files:
         try:
-            audio = decode_audio(path, max_duration_s=settings.max_audio_s)
+            audio = decode_audio_to_disk(path, max_duration_s=settings.max_audio_s)
         except AudioDecodeError as exc:
             _fail(str(exc))
             failures += 1

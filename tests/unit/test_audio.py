@@ -6,13 +6,21 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from tuned_whisper import audio
-from tuned_whisper.audio import SAMPLE_RATE, AudioDecodeError, audio_duration, decode_audio, ffmpeg_binary
+from tuned_whisper.audio import (
+    SAMPLE_RATE,
+    AudioDecodeError,
+    audio_duration,
+    decode_audio,
+    decode_audio_to_disk,
+    ffmpeg_binary,
+)
 
 # Fixtures are encoded with a fixed ffmpeg, whatever a test does to the one decode_audio picks.
 FFMPEG = shutil.which("ffmpeg") or imageio_ffmpeg.get_ffmpeg_exe()
@@ -85,14 +93,12 @@ def test_every_container_becomes_16k_mono_with_the_tone_intact(
     from_bytes = decode_audio(path.read_bytes())
 
     assert_is_the_tone(from_path)
-    if name.endswith(".mp3"):
-        # On a pipe ffmpeg cannot find the stream's end to trim the encoder's padding (here ~20 ms),
-        # so the resampler's last few milliseconds differ too.
-        assert 0 < len(from_bytes) - len(from_path) <= 0.03 * SAMPLE_RATE
-        settled = len(from_path) - 64
-        np.testing.assert_array_equal(from_bytes[:settled], from_path[:settled])
-    else:
-        np.testing.assert_array_equal(from_bytes, from_path)
+    # Bytes are read from a seekable copy, so even an MP3's encoder padding is trimmed alike.
+    np.testing.assert_array_equal(from_bytes, from_path)
+    on_disk = decode_audio_to_disk(path)
+    assert len(on_disk) == len(from_path)
+    np.testing.assert_array_equal(on_disk[:], from_path)
+    np.testing.assert_array_equal(on_disk[1000:1100], from_path[1000:1100])
 
 
 def test_mp4_with_its_index_at_the_end_decodes_from_bytes(
@@ -104,7 +110,7 @@ def test_mp4_with_its_index_at_the_end_decodes_from_bytes(
 
     samples = decode_audio(path.read_bytes())
 
-    assert len(runs) == 2, "expected the pipe to fail and the seekable retry to succeed"
+    assert len(runs) == 1, "bytes are decoded from a seekable copy, in one run"
     assert_is_the_tone(samples, seconds=10)
 
 
@@ -143,10 +149,38 @@ def test_decoding_stops_just_past_max_duration(encode: Encode, monkeypatch: pyte
 def test_too_long_bytes_name_the_upload(encode: Encode) -> None:
     data = encode("twenty.wav", *tone(16000, seconds=20)).read_bytes()
 
-    with pytest.raises(AudioDecodeError, match=r"'talk\.wav' is longer than the limit of 5 s") as error:
-        decode_audio(data, max_duration_s=5, name="talk.wav")  # a WAV on a pipe declares no duration
+    with pytest.raises(AudioDecodeError, match=r"'talk\.wav' is 20\.0 s long; the limit is 5 s") as error:
+        decode_audio(data, max_duration_s=5, name="talk.wav")
 
     assert error.value.reason == "too_long"
+
+
+def test_a_recording_that_says_it_is_too_long_is_refused_before_it_is_decoded(
+    encode: Encode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An hour of FLAC against a 50-minute limit: the container's duration is enough to refuse it.
+    path = encode("hour.flac", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3600")
+    decoded = spy_on_decoded_samples(monkeypatch)
+
+    with pytest.raises(AudioDecodeError, match=r"'hour\.flac' is 3600\.0 s long; the limit is 3000 s"):
+        decode_audio(path.read_bytes(), max_duration_s=3000, name="hour.flac")
+
+    assert sum(decoded) < 600 * SAMPLE_RATE, "ffmpeg should have been stopped at the header"
+
+
+def test_a_long_recording_decoded_to_disk_is_read_back_by_span(encode: Encode) -> None:
+    path = encode("twenty.flac", *tone(16000, seconds=20))
+
+    pcm = decode_audio_to_disk(path, max_duration_s=30)
+
+    in_memory = decode_audio(path)
+    assert len(pcm) == len(in_memory)
+    np.testing.assert_array_equal(
+        pcm[5 * SAMPLE_RATE : 6 * SAMPLE_RATE], in_memory[5 * SAMPLE_RATE : 6 * SAMPLE_RATE]
+    )
+    assert len(pcm[len(pcm) - 10 : len(pcm) + 100]) == 10
+    assert pcm[100:50].size == 0
+    pcm.close()
 
 
 def test_audio_within_the_limit_is_decoded_whole(encode: Encode) -> None:
@@ -179,7 +213,7 @@ def test_a_name_that_looks_like_a_url_is_read_as_a_file(
 def test_empty_input_is_refused_without_running_ffmpeg(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audio.subprocess, "run", fail_if_called)
+    monkeypatch.setattr(audio.subprocess, "Popen", fail_if_called)
     empty = tmp_path / "silence.wav"
     empty.touch()
 
@@ -284,14 +318,27 @@ def test_audio_duration_counts_seconds_at_16k() -> None:
 def spy_on_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the argument list of every ffmpeg run decode_audio makes."""
     runs: list[list[str]] = []
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
-    def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         runs.append(list(args))
-        return real_run(args, **kwargs)
+        return real_popen(args, **kwargs)
 
-    monkeypatch.setattr(audio.subprocess, "run", run)
+    monkeypatch.setattr(audio.subprocess, "Popen", popen)
     return runs
+
+
+def spy_on_decoded_samples(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many samples each chunk ffmpeg hands back holds."""
+    counts: list[int] = []
+    real_append = audio._InMemory.append
+
+    def append(self: Any, chunk: np.ndarray) -> None:
+        counts.append(len(chunk))
+        real_append(self, chunk)
+
+    monkeypatch.setattr(audio._InMemory, "append", append)
+    return counts
 
 
 def spy_on_temp_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:

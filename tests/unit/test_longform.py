@@ -440,3 +440,24 @@ def test_a_window_that_stopped_early_leaves_its_unread_seconds_to_the_next() -> 
     second = [200 + k for k in range(10)] + list(range(30, 45))
     words, _ = merged(overlapping([list(range(15)), second]))
     assert words == [*range(15), *range(200, 210), *range(30, 45)]
+
+
+def test_long_audio_on_disk_is_read_a_window_at_a_time_and_never_whole() -> None:
+    # Ten minutes the fake hears as word 4, read from a source that counts what is read of it at once.
+    audio = speech(600, 4)
+    reads: list[int] = []
+
+    class OnDisk:
+        def __len__(self) -> int:
+            return audio.size
+
+        def __getitem__(self, span: slice) -> np.ndarray:
+            piece = audio[span].copy()
+            reads.append(piece.size)
+            return piece
+
+    transcript = engine(FakeDecoder()).transcribe(OnDisk(), TranscribeOptions(language="en"))
+
+    assert transcript.text.split() == ["w4"] * 600
+    assert max(reads) <= 30 * RATE
+    assert len(reads) == 30  # 30 s windows that step 20 s over 600 s

@@ -12,6 +12,7 @@ from tests.clips import JFK
 from tests.conftest import IVR_DEV
 from tuned_whisper.audio import SAMPLE_RATE, decode_audio
 from tuned_whisper.vad import (
+    BLOCK_SAMPLES,
     FRAME_SAMPLES,
     SpeechOnly,
     SpeechSpan,
@@ -41,8 +42,8 @@ def test_digital_silence_has_no_speech() -> None:
     assert speech_spans(silence) == []
     kept = keep_speech(silence)
     assert kept.spans == ()
-    assert kept.audio.size == 0
-    assert kept.audio.dtype == np.float32
+    assert len(kept.audio) == 0
+    assert kept.audio[:].dtype == np.float32
 
 
 def test_white_noise_has_no_speech() -> None:
@@ -57,7 +58,7 @@ def test_clips_too_short_for_speech(jfk: np.ndarray) -> None:
     assert speech_spans(word, VadSettings(min_speech_ms=0)), "expected speech in jfk.flac at 2.0-2.1 s"
     assert speech_spans(word) == []
     assert speech_spans(np.zeros(0, dtype=np.float32)) == []
-    assert keep_speech(np.zeros(0, dtype=np.float32)).audio.size == 0
+    assert len(keep_speech(np.zeros(0, dtype=np.float32)).audio) == 0
 
 
 def test_speech_is_kept(jfk: np.ndarray) -> None:
@@ -72,14 +73,49 @@ def test_silence_around_speech_is_dropped_and_times_map_back(jfk: np.ndarray) ->
     padded = np.concatenate([pad, jfk, pad])
     kept = keep_speech(padded)
     assert kept.spans
-    assert kept.audio.size == sum(span.samples for span in kept.spans)
+    assert len(kept.audio) == sum(span.samples for span in kept.spans)
     assert 9.5 < seconds(kept.spans[0].start) < 10.5
     assert 20.5 < seconds(kept.spans[-1].end) < 21.5
-    assert 0.9 * JFK.duration < seconds(kept.audio.size) < JFK.duration + 1.0
+    assert 0.9 * JFK.duration < seconds(len(kept.audio)) < JFK.duration + 1.0
     assert kept.original_time(0.0) == pytest.approx(10.0, abs=0.5)
-    assert kept.original_time(seconds(kept.audio.size), is_end=True) == pytest.approx(21.0, abs=0.5)
+    assert kept.original_time(seconds(len(kept.audio)), is_end=True) == pytest.approx(21.0, abs=0.5)
     first = kept.spans[0]
     np.testing.assert_array_equal(kept.audio[: first.samples], padded[first.start : first.end])
+    whole = np.concatenate([padded[span.start : span.end] for span in kept.spans])
+    np.testing.assert_array_equal(kept.audio[:], whole)
+    np.testing.assert_array_equal(
+        kept.audio[first.samples - 100 : first.samples + 100],
+        whole[first.samples - 100 : first.samples + 100],
+    )
+
+
+def test_speech_over_a_block_edge_is_one_span_and_hours_are_read_by_block(
+    jfk: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JFK placed across the edge of the first block, and again in the second block.
+    audio = np.zeros(BLOCK_SAMPLES + 60 * SAMPLE_RATE, dtype=np.float32)
+    across = BLOCK_SAMPLES - 5 * SAMPLE_RATE
+    audio[across : across + jfk.size] = jfk
+    later = BLOCK_SAMPLES + 30 * SAMPLE_RATE
+    audio[later : later + jfk.size] = jfk
+    reads: list[int] = []
+
+    class Counted:
+        def __len__(self) -> int:
+            return audio.size
+
+        def __getitem__(self, span: slice) -> np.ndarray:
+            piece = audio[span]
+            reads.append(piece.size)
+            return piece
+
+    spans = speech_spans(Counted())
+
+    assert max(reads) <= BLOCK_SAMPLES
+    assert len(spans) == 2, spans
+    assert spans[0].start < BLOCK_SAMPLES < spans[0].end  # one span, not two cut at the edge
+    assert seconds(spans[0].samples) > 0.9 * JFK.duration
+    assert abs(seconds(spans[1].start - later)) < 1.0
 
 
 def test_original_time_by_hand() -> None:

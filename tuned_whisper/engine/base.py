@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tuned_whisper.audio import Samples
 from tuned_whisper.engine.windows import Decoded
 from tuned_whisper.types import TranscribeOptions, Transcript
 
@@ -76,11 +77,9 @@ class Transcriber(Protocol):
     info: ModelInfo
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self, audio: Samples, options: TranscribeOptions, progress: ProgressCallback | None = None
     ) -> Transcript: ...
 
-    def transcribe_many(
-        self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]]
-    ) -> list[Transcript]: ...
+    def transcribe_many(self, requests: Sequence[tuple[Samples, TranscribeOptions]]) -> list[Transcript]: ...
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]: ...

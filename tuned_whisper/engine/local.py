@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tuned_whisper.audio import Samples
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, WindowDecoder
 from tuned_whisper.engine.batching import BatchReport, Packing, WindowJob, decode_jobs
 from tuned_whisper.engine.longform import LongForm
@@ -103,16 +104,16 @@ class Engine:
         self.longform = LongForm(decoder.tokenizer, engine, windows_in_flight=max(engine.batch_size, 16))
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None = None
+        self, audio: Samples, options: TranscribeOptions, progress: ProgressCallback | None = None
     ) -> Transcript:
         return asyncio.run(self._run([(audio, options)], progress))[0]
 
-    def transcribe_many(self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]]) -> list[Transcript]:
+    def transcribe_many(self, requests: Sequence[tuple[Samples, TranscribeOptions]]) -> list[Transcript]:
         """Transcribe several requests; their windows share forward passes, short ones share windows."""
         return asyncio.run(self._run(requests, None))
 
     async def _run(
-        self, requests: Sequence[tuple[np.ndarray, TranscribeOptions]], progress: ProgressCallback | None
+        self, requests: Sequence[tuple[Samples, TranscribeOptions]], progress: ProgressCallback | None
     ) -> list[Transcript]:
         # Every request's speech is found before any window is decoded, so that the first batches hold
         # (and pack) all the short requests, not the ones whose filter happened to finish first.

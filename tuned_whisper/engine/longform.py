@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.audio import SAMPLE_RATE, Samples
 from tuned_whisper.engine.batching import WindowJob
 from tuned_whisper.engine.segments import segments_from_chunks, segments_from_words
 from tuned_whisper.engine.windows import (
@@ -20,10 +20,10 @@ from tuned_whisper.engine.windows import (
     WINDOW_SAMPLES,
     Decoded,
     Window,
-    cut_windows,
     is_cut,
     merge_windows,
-    split_windows,
+    plan_cuts,
+    plan_windows,
 )
 from tuned_whisper.languages import language_code
 from tuned_whisper.types import Segment, TranscribeOptions, Transcript, Word
@@ -82,7 +82,7 @@ class LongForm:
         self.stride_s = stride_seconds(engine)
         self.windows_in_flight = windows_in_flight
 
-    def speech(self, audio: np.ndarray) -> SpeechOnly | None:
+    def speech(self, audio: Samples) -> SpeechOnly | None:
         """The speech to decode, or None when the voice-activity filter is off."""
         if not self.engine.vad_filter:
             return None
@@ -94,7 +94,7 @@ class LongForm:
 
     async def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         runner: WindowRunner,
         *,
@@ -115,12 +115,13 @@ class LongForm:
             speech=speech,
             partial=partial,
             log=log,
+            deltas=False,
         )
         return await final(stream)
 
     async def stream(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         runner: WindowRunner,
         *,
@@ -130,6 +131,7 @@ class LongForm:
         speech: SpeechOnly | None = None,
         partial: bool = False,
         log: WindowLog | None = None,
+        deltas: bool = True,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Text as it becomes final, window by window in order, then the whole `Transcript`.
 
@@ -166,11 +168,11 @@ class LongForm:
 
         async def decode(index: int, language: str | None, gate: asyncio.Semaphore) -> Decoded:
             nonlocal done
-            window = windows[index]
             if log is not None and index in log.known:
                 decoded = log.known[index]
             else:
                 async with gate:
+                    window = windows[index].read(work)
                     decoded = await runner.decode(job(window, language))
                 if index in finish:
                     decoded = await self._finish_tail(window, decoded, runner, job)
@@ -192,7 +194,7 @@ class LongForm:
             for task in [None, *tasks]:  # None: what was decoded before the tasks started
                 if task is not None:
                     decoded.append(await task)
-                if decoded and len(decoded) < len(windows):
+                if deltas and decoded and len(decoded) < len(windows):
                     stable = _stable_text(self.tokenizer, windows, decoded, options, language)
                     if stable.startswith(emitted) and len(stable) > len(emitted):
                         delta = stable[len(emitted) :]
@@ -208,11 +210,11 @@ class LongForm:
             yield TextDelta(rest.lstrip() if not emitted else rest)
         yield remap(transcript, speech, duration)
 
-    def windows(self, audio: np.ndarray) -> list[Window]:
-        """The 30 s windows `audio` is decoded in."""
+    def windows(self, audio: Samples) -> list[Window]:
+        """The 30 s windows `audio` is decoded in, planned: each is read when it is decoded."""
         if self.engine.cut_at_pauses:
-            return cut_windows(audio, self.engine.chunk_length_s)
-        return split_windows(audio, self.engine.chunk_length_s, self.stride_s)
+            return plan_cuts(audio, self.engine.chunk_length_s)
+        return plan_windows(len(audio), self.engine.chunk_length_s, self.stride_s)
 
     async def _finish_tail(
         self, window: Window, decoded: Decoded, runner: WindowRunner, job: Callable[..., WindowJob]
@@ -242,7 +244,7 @@ def _stable_text(
     next window starts (what both read is spliced where they agree, which may be anywhere in it)."""
     prefix = windows[: len(decoded)]
     merged = build_transcript(
-        tokenizer, prefix, decoded, options, language, prefix[-1].offset + len(prefix[-1].samples)
+        tokenizer, prefix, decoded, options, language, prefix[-1].offset + prefix[-1].length
     )
     unseen_until = windows[len(decoded)].offset / SAMPLE_RATE
     return "".join(s.text for s in merged.segments if s.end <= unseen_until)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.audio import SAMPLE_RATE, Samples
 
 TIME_PRECISION_S = 0.02  # one Whisper timestamp token: 30 s over 1,500 encoder positions
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -30,13 +30,32 @@ QUIET_FRAME = SAMPLE_RATE // 50  # 20 ms energy frames
 QUIET_SPAN = 5  # frames averaged: the quietest 100 ms, not one click-free frame inside a word
 
 
+_UNREAD = np.zeros(0, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class Window:
-    """Up to 30 s of audio, its start (samples) and stride: (length, left overlap, right overlap)."""
+    """Up to 30 s of audio, its start (samples) and stride: (length, left overlap, right overlap).
+
+    A planned window (`Window.planned`) has a place but no samples yet: long audio is read one window
+    at a time (`read`), as it is decoded, and the merge needs only the places."""
 
     samples: np.ndarray
     stride: tuple[int, int, int]
     offset: int = 0
+
+    @classmethod
+    def planned(cls, stride: tuple[int, int, int], offset: int) -> Window:
+        return cls(_UNREAD, stride, offset)
+
+    @property
+    def length(self) -> int:
+        """Its length in samples."""
+        return self.stride[0]
+
+    def read(self, audio: Samples) -> Window:
+        """This window with its samples read from `audio`."""
+        return dataclasses.replace(self, samples=audio[self.offset : self.offset + self.length])
 
     @property
     def core(self) -> tuple[float, float]:
@@ -60,30 +79,38 @@ class Decoded:
     """Seconds from the window's start for each token, when word timestamps were asked for."""
 
 
-def split_windows(audio: np.ndarray, chunk_s: float, stride_s: float) -> list[Window]:
+def split_windows(audio: Samples, chunk_s: float, stride_s: float) -> list[Window]:
     """Cut audio into `chunk_s` windows that overlap their neighbours by `stride_s` on each side."""
+    return [window.read(audio) for window in plan_windows(len(audio), chunk_s, stride_s)]
+
+
+def plan_windows(n_samples: int, chunk_s: float, stride_s: float) -> list[Window]:
+    """Where `split_windows` cuts `n_samples` of audio, as planned windows (no samples read)."""
     chunk = round(chunk_s * SAMPLE_RATE)
     stride = round(stride_s * SAMPLE_RATE)
     step = chunk - 2 * stride
     if step <= 0:
         raise ValueError(f"stride {stride_s} s leaves no step in a {chunk_s} s window")
     windows: list[Window] = []
-    for start in range(0, max(len(audio), 1), step):
-        samples = audio[start : start + chunk]
-        is_last = start + chunk >= len(audio)
+    for start in range(0, max(n_samples, 1), step):
+        length = max(0, min(chunk, n_samples - start))
+        is_last = start + chunk >= n_samples
         left = 0 if start == 0 else stride
-        if len(samples) > left or not windows:
-            windows.append(
-                Window(samples=samples, stride=(len(samples), left, 0 if is_last else stride), offset=start)
-            )
+        if length > left or not windows:
+            windows.append(Window.planned((length, left, 0 if is_last else stride), start))
         if is_last:
             break
     return windows
 
 
-def cut_windows(audio: np.ndarray, chunk_s: float, search_s: float = CUT_SEARCH_S) -> list[Window]:
+def cut_windows(audio: Samples, chunk_s: float, search_s: float = CUT_SEARCH_S) -> list[Window]:
     """Cut audio into windows of at most `chunk_s` that do not overlap, each ending at the quietest
     100 ms of its last `search_s` seconds (fewer windows than strides: 4 for 106 s instead of 5)."""
+    return [window.read(audio) for window in plan_cuts(audio, chunk_s, search_s)]
+
+
+def plan_cuts(audio: Samples, chunk_s: float, search_s: float = CUT_SEARCH_S) -> list[Window]:
+    """Where `cut_windows` cuts, as planned windows: only the last seconds of each are read."""
     chunk = round(chunk_s * SAMPLE_RATE)
     search = min(round(search_s * SAMPLE_RATE), chunk // 2)
     windows: list[Window] = []
@@ -91,10 +118,9 @@ def cut_windows(audio: np.ndarray, chunk_s: float, search_s: float = CUT_SEARCH_
     while len(audio) - start > chunk:
         low = start + chunk - search
         cut = low + _quietest(audio[low : start + chunk])
-        windows.append(Window(samples=audio[start:cut], stride=(cut - start, 0, 0), offset=start))
+        windows.append(Window.planned((cut - start, 0, 0), start))
         start = cut
-    rest = audio[start:]
-    windows.append(Window(samples=rest, stride=(len(rest), 0, 0), offset=start))
+    windows.append(Window.planned((len(audio) - start, 0, 0), start))
     return windows
 
 
@@ -148,7 +174,7 @@ class _Piece:
     def of(cls, window: Window, decoded: Decoded, first_timestamp: int) -> _Piece:
         tokens = [int(t) for t in decoded.tokens]
         at = window.offset / SAMPLE_RATE
-        end = at + len(window.samples) / SAMPLE_RATE
+        end = at + window.length / SAMPLE_RATE
         is_text = [t < first_timestamp for t in tokens]
         seg_start, seg_end = [at] * len(tokens), [end] * len(tokens)
         current = at
@@ -189,7 +215,7 @@ class _Piece:
             tokens=np.asarray(tokens, dtype=np.int64),
             token_timestamps=None if kept_times is None else np.asarray(kept_times, dtype=np.float32),
         )
-        return Window(self.window.samples, (len(self.window.samples), 0, 0), self.window.offset), decoded
+        return Window(self.window.samples, (self.window.length, 0, 0), self.window.offset), decoded
 
 
 def trim_overlaps(parts: Sequence[tuple[Window, Decoded]], tokenizer: Any) -> list[tuple[Window, Decoded]]:
@@ -214,7 +240,7 @@ def trim_overlaps(parts: Sequence[tuple[Window, Decoded]], tokenizer: Any) -> li
 
 def _splice(left: _Piece, right: _Piece, starts_word: Callable[[int], bool]) -> None:
     overlap_from = right.window.offset / SAMPLE_RATE
-    overlap_to = (left.window.offset + len(left.window.samples)) / SAMPLE_RATE
+    overlap_to = (left.window.offset + left.window.length) / SAMPLE_RATE
     ours = left.text_where(lambda i: left.seg_end[i] > overlap_from)
     theirs = right.text_where(lambda i: right.seg_start[i] < overlap_to)
     match = difflib.SequenceMatcher(
@@ -287,7 +313,7 @@ def _join(
         text, own = _decode_asr(tokenizer, [(window, decoded)], word_timestamps=word_timestamps)
         texts.append(text)
         offset = window.offset / SAMPLE_RATE
-        end = offset + len(window.samples) / SAMPLE_RATE
+        end = offset + window.length / SAMPLE_RATE
         for chunk in own:
             first, last = chunk.get("timestamp") or (None, None)
             start = max(offset if first is None else offset + first, previous)

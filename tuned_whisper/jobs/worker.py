@@ -14,9 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
-
-from tuned_whisper.audio import SAMPLE_RATE, AudioDecodeError, decode_audio
+from tuned_whisper.audio import SAMPLE_RATE, AudioDecodeError, Samples, decode_audio_to_disk
 from tuned_whisper.config import JobsSettings
 from tuned_whisper.engine.longform import WindowLog
 from tuned_whisper.engine.windows import Decoded
@@ -28,7 +26,7 @@ from tuned_whisper.types import TranscribeOptions, Transcript
 log = logging.getLogger("tuned_whisper.jobs")
 
 Transcribe = Callable[
-    [np.ndarray, TranscribeOptions, Callable[[float], None], str, WindowLog], Awaitable[Transcript]
+    [Samples, TranscribeOptions, Callable[[float], None], str, WindowLog], Awaitable[Transcript]
 ]
 """(audio, options, progress, caller, window log) -> transcript: the one long-form path, at background
 priority, skipping the windows an earlier attempt finished and recording each one it finishes."""
@@ -125,7 +123,7 @@ class JobWorker:
 
     async def _work(self, job: Job) -> None:
         name = job.params.get("filename") or "upload"
-        decode = functools.partial(decode_audio, max_duration_s=self.settings.max_audio_s, name=name)
+        decode = functools.partial(decode_audio_to_disk, max_duration_s=self.settings.max_audio_s, name=name)
         audio = await asyncio.to_thread(decode, Path(job.audio_path))
         total = len(audio) / SAMPLE_RATE
         await asyncio.to_thread(self.store.set_audio_s, job.id, total)

@@ -11,11 +11,11 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
-import numpy as np
 
-from tuned_whisper.audio import SAMPLE_RATE
+from tuned_whisper.audio import SAMPLE_RATE, Samples
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.serving.errors import ApiError
 
@@ -37,6 +37,9 @@ class ServerBusy(RateLimited):
         super().__init__(message, "audio_in_flight_limit")
 
 
+_S = TypeVar("_S", bound=Samples)
+
+
 class AudioBudget:
     """Seconds of decoded audio held by requests in flight, up to `limit_s`; decodes `decode_slots` at a
     time. A request alone is always admitted (its own length is capped by `max_audio_s`)."""
@@ -47,13 +50,13 @@ class AudioBudget:
         self.refused = 0
         self._slots = anyio.Semaphore(decode_slots)
 
-    async def decode(self, decode: Callable[[], np.ndarray]) -> np.ndarray:
+    async def decode(self, decode: Callable[[], _S]) -> _S:
         """Run `decode` in a thread once a decode slot is free."""
         async with self._slots:
             return await anyio.to_thread.run_sync(decode)
 
     @contextlib.asynccontextmanager
-    async def hold(self, audio: np.ndarray) -> AsyncIterator[None]:
+    async def hold(self, audio: Samples) -> AsyncIterator[None]:
         """Count `audio` as held while the block runs; ServerBusy if it does not fit beside the rest."""
         seconds = len(audio) / SAMPLE_RATE
         if self.held_s > 0 and self.held_s + seconds > self.limit_s:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio.to_thread
-import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
@@ -30,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuned_whisper import __version__
 from tuned_whisper.adapters import BASE_ALIASES, AdapterRegistry, adapter_card
-from tuned_whisper.audio import AudioDecodeError, audio_duration, decode_audio
+from tuned_whisper.audio import AudioDecodeError, PcmFile, Samples, audio_duration, decode_audio_to_disk
 from tuned_whisper.checkpoint import read_provenance
 from tuned_whisper.config import ApiSettings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, Transcriber
@@ -66,7 +65,7 @@ class TranscribeBackend(Protocol):
 
     async def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
         *,
@@ -92,7 +91,7 @@ class EngineBackend:
 
     async def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
         *,
@@ -103,7 +102,7 @@ class EngineBackend:
         return await anyio.to_thread.run_sync(self._transcribe_locked, audio, options, progress)
 
     def _transcribe_locked(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None
+        self, audio: Samples, options: TranscribeOptions, progress: ProgressCallback | None
     ) -> Transcript:
         with self.lock:
             return self.transcriber.transcribe(audio, options, progress)
@@ -207,8 +206,11 @@ def caller_id(request: Request, settings: ApiSettings) -> str:
     return f"request-{request_id(request)}"
 
 
-async def _decode(upload: TranscriptionUpload, max_audio_s: float, budget: AudioBudget) -> np.ndarray:
-    decode = functools.partial(decode_audio, upload.data, name=upload.filename, max_duration_s=max_audio_s)
+async def _decode(upload: TranscriptionUpload, max_audio_s: float, budget: AudioBudget) -> PcmFile:
+    """The upload decoded to disk (`PcmFile`): the request holds the windows it decodes, not the recording."""
+    decode = functools.partial(
+        decode_audio_to_disk, upload.data, name=upload.filename, max_duration_s=max_audio_s
+    )
     try:
         return await budget.decode(decode)
     except AudioDecodeError as exc:
@@ -237,6 +239,7 @@ async def _handle_audio(
         adapter = await anyio.to_thread.run_sync(models.adapter_for, upload.model)
         upload = dataclasses.replace(upload, options=dataclasses.replace(upload.options, adapter=adapter))
         audio = await _decode(upload, settings.max_audio_s, limits.audio)
+        held.callback(audio.close)
         await held.enter_async_context(limits.audio.hold(audio))  # a 429 here, before any stream begins
         caller = caller_id(request, settings)
         if upload.stream:
@@ -278,7 +281,7 @@ def _sse(event: dict[str, Any]) -> bytes:
 
 
 async def _pieces(
-    backend: TranscribeBackend, audio: np.ndarray, options: TranscribeOptions, caller: str
+    backend: TranscribeBackend, audio: Samples, options: TranscribeOptions, caller: str
 ) -> AsyncIterator[TextDelta | Transcript]:
     stream = getattr(backend, "stream", None)
     if stream is None:  # a backend that only does whole files: one delta, then done
@@ -292,7 +295,7 @@ async def _pieces(
 
 
 async def _events(
-    backend: TranscribeBackend, audio: np.ndarray, options: TranscribeOptions, caller: str, rid: str
+    backend: TranscribeBackend, audio: Samples, options: TranscribeOptions, caller: str, rid: str
 ) -> AsyncIterator[bytes]:
     """OpenAI's transcription stream: `transcript.text.delta` events in order, then one `...done`; an
     error once the stream has begun is an `error` event (the status line has already gone out)."""

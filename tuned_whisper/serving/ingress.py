@@ -16,13 +16,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util import metrics
 
+from tuned_whisper.audio import Samples
 from tuned_whisper.config import Settings
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback
 from tuned_whisper.engine.batching import WindowJob
@@ -116,7 +116,7 @@ class RayBackend:
 
     async def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
         *,
@@ -126,12 +126,14 @@ class RayBackend:
     ) -> Transcript:
         """The long-form path with the model replicas as its runner; `caller` scopes window packing,
         `partial` makes it best-effort (decoded after every other waiting window)."""
-        stream = self.stream(audio, options, progress, caller=caller, eager=False, partial=partial, log=log)
+        stream = self.stream(
+            audio, options, progress, caller=caller, eager=False, partial=partial, log=log, deltas=False
+        )
         return await final(stream)
 
     async def stream(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         progress: ProgressCallback | None = None,
         *,
@@ -139,6 +141,7 @@ class RayBackend:
         eager: bool = True,
         partial: bool = False,
         log: WindowLog | None = None,
+        deltas: bool = True,
     ) -> AsyncIterator[TextDelta | Transcript]:
         """Final text as each window is decoded, then the `Transcript` (for `stream=true`)."""
         started = time.perf_counter()
@@ -152,6 +155,7 @@ class RayBackend:
             eager=eager,
             partial=partial,
             log=log,
+            deltas=deltas,
         )
         async for item in stream:
             if isinstance(item, Transcript):
@@ -194,7 +198,7 @@ class JobRunners:
 
     async def _transcribe(
         self,
-        audio: np.ndarray,
+        audio: Samples,
         options: TranscribeOptions,
         progress: ProgressCallback,
         caller: str,

@@ -26,7 +26,7 @@ import anyio.to_thread
 import gradio as gr
 from fastapi import FastAPI
 
-from tuned_whisper.audio import decode_audio
+from tuned_whisper.audio import decode_audio_to_disk
 from tuned_whisper.config import PROJECT_ROOT
 from tuned_whisper.engine.base import ProgressCallback
 from tuned_whisper.formats import format_timestamp, to_milliseconds, write_transcript
@@ -148,7 +148,7 @@ async def _run(
         adapter = await anyio.to_thread.run_sync(models.adapter_for, options.adapter)
         options = dataclasses.replace(options, adapter=adapter)
     progress(0.0, desc="Decoding audio")
-    decode = functools.partial(decode_audio, source, max_duration_s=max_audio_s, name=name)
+    decode = functools.partial(decode_audio_to_disk, source, max_duration_s=max_audio_s, name=name)
     audio = await budget.decode(decode)
     progress(0.0, desc="Transcribing")
     started = time.perf_counter()
