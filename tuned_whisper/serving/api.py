@@ -43,7 +43,13 @@ from tuned_whisper.serving.client_secrets import (
     is_api_key,
     key_caller,
 )
-from tuned_whisper.serving.errors import REQUEST_ID_HEADER, ApiError, install_error_handlers, request_id
+from tuned_whisper.serving.errors import (
+    ERROR_RESPONSES,
+    REQUEST_ID_HEADER,
+    ApiError,
+    install_error_handlers,
+    request_id,
+)
 from tuned_whisper.serving.jobs_api import JobsApi, add_jobs_routes
 from tuned_whisper.serving.upload import (
     TranscriptionUpload,
@@ -390,7 +396,7 @@ def create_api_router(
     """The OpenAI audio and models routes (and with `jobs` the job routes), to be mounted under `/v1`;
     errors need `install_error_handlers`."""
     guard = [Depends(_api_key_check(settings))] if settings.guarded else []
-    router = APIRouter(route_class=_RequestIdRoute, dependencies=guard)
+    router = APIRouter(route_class=_RequestIdRoute, dependencies=guard, responses=ERROR_RESPONSES)
     models = models or Models(backend, settings, registry)
     limits = limits or Admission.from_settings(settings)
 

@@ -11,10 +11,12 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("tuned_whisper.api")
@@ -52,6 +54,36 @@ class ModelUnavailable(ApiError):
 
     def __init__(self, message: str, *, code: str = "model_unavailable", retry_after_s: int = 5) -> None:
         super().__init__(503, message, code=code, headers={"Retry-After": str(retry_after_s)})
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """What every error answer holds (OpenAI's shape)."""
+
+    error: ErrorDetail
+
+
+_ERROR_STATUSES = {
+    400: "the request is malformed or its audio cannot be decoded",
+    401: "no API key, or a wrong one",
+    404: "no such model, job or route",
+    405: "the route does not take this method",
+    409: "the job is not in a state that allows this",
+    413: "the upload is over the size limit",
+    429: "over a limit on audio or requests in flight; retry after Retry-After seconds",
+    503: "draining, or no model replica could decode in time; retry after Retry-After seconds",
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in _ERROR_STATUSES.items()
+}
+"""The error answers of every `/v1` route, for its OpenAPI document."""
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:

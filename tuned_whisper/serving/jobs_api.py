@@ -27,6 +27,7 @@ from tuned_whisper.jobs.store import Job, JobKind, JobStatus, JobStore, job_obje
 from tuned_whisper.serving.client_secrets import key_caller
 from tuned_whisper.serving.errors import ApiError, bad_request
 from tuned_whisper.serving.upload import (
+    openapi_form,
     parse_fields,
     read_form,
     response_format,
@@ -209,7 +210,10 @@ def add_jobs_routes(router: APIRouter, api: JobsApi, adapter_for: AdapterFor) ->
     for plural, (kind, task) in KINDS.items():
         base = f"/audio/{plural}/jobs"
         submit = _submit(api, kind, task, adapter_for)
-        router.add_api_route(base, submit, methods=["POST"], response_model=None, status_code=202)
+        form = openapi_form(task, extra={"callback_url": {"type": "string", "format": "uri"}})
+        router.add_api_route(
+            base, submit, methods=["POST"], response_model=None, status_code=202, openapi_extra=form
+        )
         router.add_api_route(base, _listing(api, kind), methods=["GET"])
         router.add_api_route(base + "/{job_id}", api.get, methods=["GET"])
         router.add_api_route(base + "/{job_id}/result", api.result, methods=["GET"], response_model=None)

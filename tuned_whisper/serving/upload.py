@@ -218,8 +218,9 @@ def upload_file(form: FormData) -> UploadFile:
     return upload
 
 
-def openapi_form(task: Task) -> dict[str, Any]:
-    """The multipart body for the OpenAPI docs, which cannot see fields the handler parses itself."""
+def openapi_form(task: Task, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The multipart body for the OpenAPI docs, which cannot see fields the handler parses itself;
+    `extra` adds fields (a job's `callback_url`)."""
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary"},
         "model": {
@@ -238,6 +239,7 @@ def openapi_form(task: Task) -> dict[str, Any]:
     }
     if task == "transcribe":
         properties["language"] = {"type": "string", "description": "ISO 639-1 code or English name"}
+    properties.update(extra or {})
     schema = {"type": "object", "required": ["file"], "properties": properties}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
