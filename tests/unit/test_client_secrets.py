@@ -41,3 +41,16 @@ def test_no_keys_nothing_to_sign_and_lifetimes_are_bounded() -> None:
     minter = ClientSecrets.from_keys([b"k"])
     assert minter is not None
     assert minter.mint(10**9, now=NOW)[1] == NOW + MAX_TTL_S
+
+
+def test_a_key_is_read_from_bearer_or_basic_and_names_the_same_caller_either_way() -> None:
+    import base64
+
+    from tuned_whisper.serving.client_secrets import caller_of, key_caller, presented_key
+
+    basic = "Basic " + base64.b64encode(b"anyone:sk-team").decode()
+    assert presented_key("Bearer sk-team") == presented_key(basic) == "sk-team"
+    assert caller_of("Bearer sk-team") == caller_of(basic) == key_caller("sk-team")
+    assert caller_of("bearer  sk-team ") == key_caller("sk-team")  # the scheme is case-insensitive
+    for nothing in ("", "Bearer", "Bearer   ", "Basic not-base64!", "Token sk-team", "sk-team"):
+        assert presented_key(nothing) is None and caller_of(nothing) is None, nothing

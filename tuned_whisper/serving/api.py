@@ -40,8 +40,8 @@ from tuned_whisper.serving.client_secrets import (
     MAX_TTL_S,
     MIN_TTL_S,
     ClientSecrets,
+    caller_of,
     is_api_key,
-    key_caller,
 )
 from tuned_whisper.serving.errors import (
     ERROR_RESPONSES,
@@ -198,18 +198,14 @@ async def _client_secret(request: Request, settings: ApiSettings) -> dict[str, A
 def client_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking, for per-client limits: the API key's digest when keys are on, else the peer address
     (behind a proxy that is the proxy's: set keys there)."""
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    if settings.guarded and token:
-        return key_caller(token)
-    return f"peer-{request.client.host if request.client else 'unknown'}"
+    caller = caller_of(request.headers.get("authorization", "")) if settings.guarded else None
+    return caller or f"peer-{request.client.host if request.client else 'unknown'}"
 
 
 def caller_id(request: Request, settings: ApiSettings) -> str:
     """Who is asking: a digest of the API key when keys are on, else this request alone."""
-    authorization = request.headers.get("authorization", "")
-    if settings.guarded and authorization:
-        return key_caller(authorization.partition(" ")[2].strip())
-    return f"request-{request_id(request)}"
+    caller = caller_of(request.headers.get("authorization", "")) if settings.guarded else None
+    return caller or f"request-{request_id(request)}"
 
 
 async def _decode(upload: TranscriptionUpload, max_audio_s: float, budget: AudioBudget) -> PcmFile:

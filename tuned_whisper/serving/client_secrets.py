@@ -8,6 +8,8 @@ minted without sharing state. No API key configured: the endpoints are open and 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -28,6 +30,26 @@ def is_api_key(token: str, keys: Sequence[bytes]) -> bool:
 def key_caller(token: str) -> str:
     """The caller id of an API key, the same over HTTP and the WebSocket (packing is scoped by it)."""
     return "key-" + hashlib.sha256(f"Bearer {token}".encode()).hexdigest()[:16]
+
+
+def presented_key(authorization: str) -> str | None:
+    """The key in an `Authorization` header: `Bearer <key>`, or `Basic` with the key as the password."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
+
+
+def caller_of(authorization: str) -> str | None:
+    """The caller id of the key an `Authorization` header presents, if it presents one."""
+    key = presented_key(authorization)
+    return key_caller(key) if key else None
 
 
 @dataclass(frozen=True)

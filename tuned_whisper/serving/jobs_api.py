@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from tuned_whisper.config import ApiSettings, JobsSettings
 from tuned_whisper.jobs.results import load_transcript
 from tuned_whisper.jobs.store import Job, JobKind, JobStatus, JobStore, job_object, new_job_id
-from tuned_whisper.serving.client_secrets import key_caller
+from tuned_whisper.serving.client_secrets import caller_of
 from tuned_whisper.serving.errors import ApiError, bad_request
 from tuned_whisper.serving.upload import (
     openapi_form,
@@ -86,10 +86,7 @@ class JobsApi:
 
     def caller(self, request: Request) -> str | None:
         """A digest of the request's key when keys are on; without keys everyone sees every job."""
-        authorization = request.headers.get("authorization", "")
-        if not self.keys_on or not authorization:
-            return None
-        return key_caller(authorization.partition(" ")[2].strip())
+        return caller_of(request.headers.get("authorization", "")) if self.keys_on else None
 
     async def submit(
         self, request: Request, kind: JobKind, task: Task, adapter_for: AdapterFor

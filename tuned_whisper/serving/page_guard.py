@@ -8,14 +8,11 @@ every request of the page after that. Probes (`/healthz`, `/readyz`) and `/metri
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tuned_whisper.config import ApiSettings
-from tuned_whisper.serving.client_secrets import is_api_key
+from tuned_whisper.serving.client_secrets import is_api_key, presented_key
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = 'Basic realm="tuned-whisper", charset="UTF-8"'
@@ -23,20 +20,6 @@ REFUSAL = (
     "This tuned-whisper server asks for its API key. In a browser, sign in with any user name and the API "
     "key as the password; from code, send 'Authorization: Bearer <key>'.\n"
 )
-
-
-def presented_key(authorization: str) -> str | None:
-    """The key in an `Authorization` header: `Bearer <key>`, or `Basic` with the key as the password."""
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return decoded.partition(":")[2] or None
-    return None
 
 
 def guarded_path(path: str) -> bool:

@@ -25,7 +25,7 @@ from tuned_whisper.audio_formats import AudioFormat, decode_chunk
 from tuned_whisper.config import ApiSettings, RealtimeSettings
 from tuned_whisper.languages import language_code
 from tuned_whisper.serving.admission import PerClient
-from tuned_whisper.serving.client_secrets import ClientSecrets, is_api_key, key_caller
+from tuned_whisper.serving.client_secrets import ClientSecrets, is_api_key, key_caller, presented_key
 from tuned_whisper.streaming import (
     Cleared,
     Committed,
@@ -270,7 +270,7 @@ class RealtimeEndpoint:
         if not self.api.guarded:
             return f"realtime-{uuid.uuid4().hex}"
         keys = self.api.keys()
-        offered = [websocket.headers.get("authorization", "").removeprefix("Bearer ").strip()]
+        offered = [presented_key(websocket.headers.get("authorization", "")) or ""]
         offered += [
             p.removeprefix(KEY_SUBPROTOCOL) for p in _subprotocols(websocket) if p.startswith(KEY_SUBPROTOCOL)
         ]
