@@ -13,6 +13,7 @@ otherwise run. The table compares each row to faster-whisper on the same request
     .venv/bin/python benchmarks/load.py --quick          # smoke: CTranslate2, short clips, 1 and 4 clients
     .venv/bin/python benchmarks/load.py --backends ctranslate2 --clients 1,16
     .venv/bin/python benchmarks/load.py --backends transformers --packing on --clients 16
+    .venv/bin/python benchmarks/load.py --soak 30 --kill-every 5 --clients 16   # benchmarks/soak.py
 """
 
 from __future__ import annotations
@@ -647,6 +648,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-reference", action="store_true", help="skip the faster-whisper reference")
     parser.add_argument("--json", type=Path, help="also write every request's answer and latency here")
     parser.add_argument("--reference-worker", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--soak", type=float, metavar="MINUTES", help="soak instead: the largest --clients count for MINUTES"
+    )
+    parser.add_argument(
+        "--kill-every", type=float, default=5.0, metavar="MINUTES", help="soak: kill the model replica (5)"
+    )
+    parser.add_argument("--plot", type=Path, help="soak: the memory plot (benchmarks/results-soak.svg)")
     args = parser.parse_args(argv)
     args.backends = args.backends or (["ctranslate2"] if args.quick else list(BACKENDS))
     args.packing = [value == "on" for value in (args.packing or ["on", "off"])]
@@ -686,6 +694,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.reference_worker:
         reference_worker(*args.reference_worker)
+    elif args.soak:
+        from benchmarks.soak import soak
+
+        soak(args)
     else:
         benchmark(args)
 
