@@ -197,31 +197,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(port: int, config: Served, args: argparse.Namespace) -> dict[str, str]:
-    """This environment without `TW_*` and `RAY_ADDRESS` (defaults and a local Ray), plus the config."""
+def server_env(
+    port: int, config: Served, args: argparse.Namespace, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """This environment without `TW_*` and `RAY_ADDRESS` (defaults and a local Ray), plus the config and
+    `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TW_") and k != "RAY_ADDRESS"}
     if args.batch_wait_s is not None:
         env["TW_SERVE__BATCH_WAIT_S"] = str(args.batch_wait_s)
     if args.no_vad:
         env["TW_ENGINE__VAD_FILTER"] = "false"
-    return env | {
-        "PORT": str(port),
-        "TW_API__API_KEY": API_KEY,
-        "TW_ENGINE__BACKEND": config.backend,
-        "TW_ENGINE__QUANTIZATION": QUANTIZATION[config.backend],
-        "TW_ENGINE__PACK_SHORT_AUDIO": "true" if config.pack else "false",
-        "TW_ENGINE__NUM_THREADS": str(THREADS),
-        "TW_ENGINE__DEVICE": "cpu",
-        "TW_SERVE__HOST": "127.0.0.1",
-        "TW_SERVE__MAX_BATCH_SIZE": str(args.max_batch_size),
-        "TW_SERVE__MODEL_NUM_CPUS": "1",
-        "TW_SERVE__UI": "false",
-    }
+    return (
+        env
+        | {
+            "PORT": str(port),
+            "TW_API__API_KEY": API_KEY,
+            "TW_ENGINE__BACKEND": config.backend,
+            "TW_ENGINE__QUANTIZATION": QUANTIZATION[config.backend],
+            "TW_ENGINE__PACK_SHORT_AUDIO": "true" if config.pack else "false",
+            "TW_ENGINE__NUM_THREADS": str(THREADS),
+            "TW_ENGINE__DEVICE": "cpu",
+            "TW_SERVE__HOST": "127.0.0.1",
+            "TW_SERVE__MAX_BATCH_SIZE": str(args.max_batch_size),
+            "TW_SERVE__MODEL_NUM_CPUS": "1",
+            "TW_SERVE__UI": "false",
+        }
+        | (extra or {})
+    )
 
 
 @contextlib.contextmanager
 def served(
-    config: Served, log_path: Path, args: argparse.Namespace
+    config: Served, log_path: Path, args: argparse.Namespace, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, psutil.Process, float]]:
     """The app in a subprocess: yields its URL, its process and the seconds it took to become ready."""
     port = free_port()
@@ -230,7 +237,7 @@ def served(
         process = subprocess.Popen(
             [sys.executable, str(SERVER_SCRIPT)],
             cwd=REPO,
-            env=server_env(port, config, args),
+            env=server_env(port, config, args, extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
