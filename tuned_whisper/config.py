@@ -130,8 +130,8 @@ class ServeSettings(BaseModel):
     target_ongoing_requests: float = Field(default=16, gt=0)
     """Windows in flight per model replica that autoscaling aims for."""
     max_batch_size: int = Field(default=16, ge=1)
-    """Window jobs of any requests per batch (live-tunable via user_config); short ones are packed, so
-    bigger batches pack better even where stacking windows buys no speed (a CPU)."""
+    """Windows of any requests per batch (live-tunable via user_config); a short clip that will be packed
+    counts for its share of one, so a batch of short clips packs into this many windows."""
     batch_wait_s: float = Field(default=0.0, ge=0)
     """How long an idle replica waits for more jobs before it starts a batch (under load, jobs that
     arrive during a forward pass form the next batch anyway)."""

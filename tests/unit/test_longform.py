@@ -180,7 +180,8 @@ def test_two_callers_never_share_a_window_unless_allowed() -> None:
 
     report = BatchReport()
     decode_jobs(decoder, jobs, DecodingRules(), Packing(), report)
-    assert report.packs == [("a", "a")] and decoder.calls == [(2, 0.0)]
+    # b's clip alone, a's two in one (aligned) window
+    assert report.packs == [("a", "a")] and decoder.calls == [(1, 0.0), (1, 0.0)]
     report = BatchReport()
     decode_jobs(FakeDecoder(), jobs, DecodingRules(), Packing(across_callers=True), report)
     report_packs = report.packs or []
@@ -221,6 +222,65 @@ def test_words_heard_in_the_silence_between_clips_send_the_clip_back_to_be_decod
     assert first is None and after is not None
     clean = dataclasses_replace(in_the_gap, tokens=np.asarray([*first_clip, *second]))
     assert all(share is not None for share in packing.unpack(pack, clean, VOCAB, 3 * RATE))
+
+
+def aligned_pack(segments: Sequence[tuple[float, float, Sequence[float]]]) -> Decoded:
+    """A packed decode with Whisper's segment times and, per word, where the alignment heard it end (as
+    Whisper's alignment does, the silence between clips goes to a word beside it)."""
+    tokens: list[int] = []
+    times: list[float] = []
+    for start, end, heard in segments:
+        tokens.append(VOCAB.timestamp(start))
+        times.append(start)
+        for at in heard:
+            tokens.append(WORD + len(times))  # every word its own
+            times.append(at)
+        tokens.append(VOCAB.timestamp(end))
+        times.append(end)
+    return Decoded(
+        tokens=np.asarray(tokens),
+        avg_logprob=-0.1,
+        no_speech_prob=0.0,
+        temperature=0.0,
+        language="en",
+        token_timestamps=np.asarray(times, dtype=np.float32),
+    )
+
+
+def test_segments_whisper_timed_back_to_back_go_to_the_clips_where_their_words_were_heard() -> None:
+    """Whisper often times a packed window's segments as if no silence lay between the clips; the words'
+    alignment still puts each segment in its clip, timed within it."""
+    pack = packing.build([0, 1, 2], [speech(2, 11), speech(2, 22), speech(2, 33)], gap=3 * RATE)
+    # clips at 0-2, 5-7 and 10-12 s; Whisper says 0-2, 2-4, 4-6
+    decoded = aligned_pack([(0.0, 2.0, [0.5, 1.9]), (2.0, 4.0, [5.6, 6.3, 7.0]), (4.0, 6.0, [10.4, 11.8])])
+    shares = packing.unpack(pack, decoded, VOCAB, 3 * RATE)
+    assert [
+        None if s is None else len([t for t in s.tokens if t < VOCAB.timestamp_begin]) for s in shares
+    ] == [
+        2,
+        3,
+        2,
+    ]
+    second = shares[1]
+    assert second is not None and second.token_timestamps is None
+    stamps = [
+        round((t - VOCAB.timestamp_begin) * 0.02, 2) for t in second.tokens if t >= VOCAB.timestamp_begin
+    ]
+    assert 0.0 <= stamps[0] < stamps[1] <= 2.0  # from the alignment, inside the clip's own 2 s
+    # without the alignment the same decode is in doubt for every clip
+    timed_only = dataclasses_replace(decoded, token_timestamps=None)
+    assert all(s is None for s in packing.unpack(pack, timed_only, VOCAB, 3 * RATE))
+
+
+def test_a_segment_heard_across_two_clips_or_in_the_silence_sends_them_back_to_be_decoded_alone() -> None:
+    pack = packing.build([0, 1, 2], [speech(2, 11), speech(2, 22), speech(2, 33)], gap=3 * RATE)
+    across = aligned_pack([(0.0, 2.0, [0.5, 2.0]), (5.0, 12.0, [5.5, 6.5, 10.5, 11.5])])
+    assert [s is None for s in packing.unpack(pack, across, VOCAB, 3 * RATE)] == [False, True, True]
+    # "Thank you." made up in the silence after the first clip, heard and timed there
+    made_up = aligned_pack(
+        [(0.0, 2.0, [0.5, 2.0]), (3.0, 4.0, [3.3, 3.6]), (5.0, 7.0, [5.5, 6.8]), (10, 12, [11.0])]
+    )
+    assert [s is None for s in packing.unpack(pack, made_up, VOCAB, 3 * RATE)] == [True, True, False]
 
 
 def dataclasses_replace(decoded: Decoded, **changes: object) -> Decoded:
@@ -339,6 +399,46 @@ def test_a_busy_runner_decodes_waiting_finals_before_any_partial() -> None:
     asyncio.run(story())
     assert order == ["first", "final", "partial-1", "partial-2"]
     assert [size for size, _ in decoder.calls] == [1, 1, 2]
+
+
+def test_a_busy_runner_fills_its_batch_with_short_clips_by_the_windows_they_pack_into() -> None:
+    """A batch holds `batch_size` windows, not jobs: while one decodes, twelve 1 s clips of one caller and
+    two long windows queue up; with a batch of 2 windows the next batch takes the first long window and all
+    twelve clips (they pack into one window), and the second long window waits for the batch after."""
+    import time
+
+    from tuned_whisper.engine.batching import Packing
+    from tuned_whisper.engine.local import LocalRunner
+
+    class SlowDecoder(FakeDecoder):
+        def decode(self, *args: object) -> list[Decoded]:  # type: ignore[override]
+            time.sleep(0.2)
+            return super().decode(*args)  # type: ignore[arg-type]
+
+    decoder = SlowDecoder()
+    batches: list[tuple[int, int]] = []  # (jobs, windows) per batch
+    runner = LocalRunner(
+        decoder,
+        EngineSettings(batch_size=2),
+        packing=Packing(gap_s=1.0),
+        on_batch=lambda jobs, report: batches.append((len(jobs), report.windows)),
+    )
+    options = TranscribeOptions(language="en")
+
+    async def story() -> None:
+        first = asyncio.create_task(runner.decode(WindowJob(speech(30, 3), options, "en")))
+        await asyncio.sleep(0.05)  # the runner is decoding it
+        long_one = runner.decode(WindowJob(speech(30, 5), options, "en"))
+        clips = [
+            runner.decode(WindowJob(speech(1, 7), options, "en", "caller", packable=True)) for _ in range(12)
+        ]
+        long_two = runner.decode(WindowJob(speech(30, 9), options, "en"))
+        await asyncio.gather(first, long_one, *clips, long_two)
+
+    asyncio.run(story())
+    # one window, then the long one beside the packed clips, then the other long one
+    assert batches == [(1, 1), (13, 2), (1, 1)]
+    assert sum(size for size, _ in decoder.calls) == 4  # no clip decoded again alone
 
 
 @dataclass

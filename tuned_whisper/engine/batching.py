@@ -4,6 +4,7 @@ caller, Whisper's fallback rules applied. The model replica and the in-process r
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,43 @@ def _packable(job: WindowJob, packing_: Packing | None) -> bool:
     )
 
 
+class WindowBudget:
+    """The windows a batch of jobs will take: one per job, except short clips that share a packing key
+    (language and caller), which together take their share of the packed windows they fill."""
+
+    def __init__(self, packing_: Packing | None) -> None:
+        self.packing = packing_
+        self.whole = 0
+        self.shares: dict[tuple[str | None, str], float] = {}
+
+    def windows(self, adding: WindowJob | None = None) -> int:
+        """Windows of the jobs added so far, and of `adding` if it were added too."""
+        whole, shares = self.whole, dict(self.shares)
+        if adding is not None:
+            key = self._key(adding)
+            if key is None:
+                whole += 1
+            else:
+                shares[key] = shares.get(key, 0.0) + self._share(adding)
+        return whole + sum(math.ceil(share - 1e-9) for share in shares.values())
+
+    def add(self, job: WindowJob) -> None:
+        key = self._key(job)
+        if key is None:
+            self.whole += 1
+        else:
+            self.shares[key] = self.shares.get(key, 0.0) + self._share(job)
+
+    def _key(self, job: WindowJob) -> tuple[str | None, str] | None:
+        if self.packing is None or not _packable(job, self.packing):
+            return None
+        return _pack_key(job, self.packing)
+
+    def _share(self, job: WindowJob) -> float:
+        assert self.packing is not None
+        return min(1.0, (len(job.samples) / SAMPLE_RATE + self.packing.gap_s) / packing.CAPACITY_S)
+
+
 def decode_jobs(
     decoder: WindowDecoder,
     jobs: Sequence[WindowJob],
@@ -109,13 +147,20 @@ def _decode_group(
                     packs.append(packing.build(chosen, [j.samples for j in jobs], gap))
     packed = {i for pack in packs for i in pack.members}
     alone = [i for i in range(len(jobs)) if i not in packed]
-    windows = [jobs[i].samples for i in alone] + [pack.samples for pack in packs]
-    languages = [jobs[i].language for i in alone] + [jobs[pack.members[0]].language for pack in packs]
     first_temperature = rules.schedule(options)[0]
-    first = decoder.decode(windows, languages, options, first_temperature) if windows else []
-    report.windows += len(windows)
-    attempts: dict[int, Decoded | None] = dict(zip(alone, first[: len(alone)], strict=True))
-    for pack, decoded in zip(packs, first[len(alone) :], strict=True):
+    singles = [jobs[i].samples for i in alone]
+    first = (
+        decoder.decode(singles, [jobs[i].language for i in alone], options, first_temperature)
+        if alone
+        else []
+    )
+    # packs are aligned too: where each word was heard tells which clip a segment belongs to
+    aligned = dataclasses.replace(options, word_timestamps=True)
+    languages = [jobs[pack.members[0]].language for pack in packs]
+    heard = decoder.decode([p.samples for p in packs], languages, aligned, first_temperature) if packs else []
+    report.windows += len(alone) + len(packs)
+    attempts: dict[int, Decoded | None] = dict(zip(alone, first, strict=True))
+    for pack, decoded in zip(packs, heard, strict=True):
         report.packed_clips += len(pack.members)
         report.packs.append(tuple(jobs[i].caller for i in pack.members))
         shares = _shares(decoder, pack, decoded, rules, gap)

@@ -11,7 +11,7 @@ import numpy as np
 
 from tuned_whisper.audio import Samples
 from tuned_whisper.engine.base import ModelInfo, ProgressCallback, WindowDecoder
-from tuned_whisper.engine.batching import BatchReport, Packing, WindowJob, decode_jobs
+from tuned_whisper.engine.batching import BatchReport, Packing, WindowBudget, WindowJob, decode_jobs
 from tuned_whisper.engine.longform import LongForm
 from tuned_whisper.engine.quality import DecodingRules
 from tuned_whisper.engine.windows import WINDOW_SAMPLES, Decoded
@@ -85,10 +85,18 @@ class LocalRunner:
             await asyncio.sleep(0)  # requests that arrived meanwhile join the next batch
 
     def _next_batch(self) -> list[tuple[WindowJob, asyncio.Future[Decoded]]]:
-        """The oldest `batch_size` jobs; partials only when nothing else waits: on a CPU a batch costs the
-        sum of its windows, so a final sharing one with partials would wait for all of them."""
+        """The oldest jobs that fill `batch_size` windows, a short clip that may be packed counting for its
+        share of one (so that a batch of short clips packs into as many windows as one of long audio);
+        partials only when nothing else waits: on a CPU a batch costs the sum of its windows, so a final
+        sharing one with partials would wait for all of them."""
         wanted = [entry for entry in self._pending if not entry[0].partial] or self._pending
-        batch = wanted[: self.batch_size]
+        batch: list[tuple[WindowJob, asyncio.Future[Decoded]]] = []
+        budget = WindowBudget(self.packing)
+        for entry in wanted:
+            if batch and budget.windows(adding=entry[0]) > self.batch_size:
+                break
+            batch.append(entry)
+            budget.add(entry[0])
         taken = {id(entry) for entry in batch}
         self._pending = [entry for entry in self._pending if id(entry) not in taken]
         return batch
