@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuned_whisper.engine.base import ModelInfo
+from tuned_whisper.engine.features import HOP, log_mel
 from tuned_whisper.engine.quality import compression_ratio
 from tuned_whisper.engine.transformers_engine import available_cores, vocabulary
 from tuned_whisper.engine.windows import WINDOW_SAMPLES, Decoded
@@ -24,7 +25,6 @@ from tuned_whisper.types import TranscribeOptions
 if TYPE_CHECKING:
     from tuned_whisper.config import EngineSettings
 
-HOP = 160
 MAX_LENGTH = 448  # decoder positions
 SEED = 0
 CPU_STACK = 4
@@ -71,17 +71,15 @@ def ct2_cuda() -> bool:
 
 
 class CTranslate2Decoder:
-    """Whisper on CTranslate2; the tokenizer and mel features are the HF checkpoint's."""
+    """Whisper on CTranslate2; the tokenizer (read with `tokenizers`) and mel features are the HF
+    checkpoint's."""
 
     def __init__(self, checkpoint: str | Path, engine: EngineSettings, adapter: Path | None = None) -> None:
         import ctranslate2
-        from faster_whisper.feature_extractor import FeatureExtractor
-        from transformers import WhisperTokenizer
-        from transformers.utils import logging as hf_logging
 
         from tuned_whisper.ct2_export import cached_export
+        from tuned_whisper.engine.tokens import WhisperTokens
 
-        hf_logging.set_verbosity_error()  # the long-form merge warns about every open last segment
         device = ct2_device(engine.device)
         quantization = resolve_quantization(engine, device)
         checkpoint = Path(checkpoint)
@@ -91,10 +89,10 @@ class CTranslate2Decoder:
             str(model_dir), device=device, compute_type=quantization, intra_threads=threads, inter_threads=1
         )
         self.settings = engine
-        self.tokenizer = WhisperTokenizer.from_pretrained(str(checkpoint))
+        self.tokenizer = WhisperTokens(checkpoint)  # no Transformers in a model replica
         # numpy log-mel (no torch in this process): equal to the checkpoint's extractor to 1e-5
-        mels = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("num_mel_bins", 80)
-        self.features = FeatureExtractor(feature_size=mels)
+        config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+        self.mels = int(config.get("num_mel_bins", 80))
         self.vocab = vocabulary(self.tokenizer)
         self.is_multilingual = bool(self.model.is_multilingual)
         self.sot = self.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
@@ -124,7 +122,7 @@ class CTranslate2Decoder:
         padded = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
         samples = np.asarray(window, dtype=np.float32)[:WINDOW_SAMPLES]
         padded[: samples.size] = samples
-        return self.features(padded, padding=0)[:, : WINDOW_SAMPLES // HOP]
+        return log_mel(padded, self.mels)
 
     def _languages(self, encoded: Any, count: int) -> list[tuple[str, float]]:
         if not self.is_multilingual:
