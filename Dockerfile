@@ -50,8 +50,10 @@ COPY deploy/ deploy/
 COPY ${CHECKPOINT_DIR}/ checkpoint/
 RUN deploy/image/install.sh app
 
-# Runtime: offline (the weights are in the image), no usage reporting, the checkpoint read-only.
+# Runtime: offline (the weights are in the image), no usage reporting, the checkpoint read-only, logs as
+# JSON lines on stdout (Cloud Logging reads their fields; request_id is on every line a request causes).
 ENV TW_CHECKPOINT=/app/checkpoint \
+    TW_SERVE__LOG_ENCODING=JSON \
     PORT=8080 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \

@@ -140,6 +140,7 @@ def served_settings(checkpoint_dir: Path, jobs_dir: Path, adapters_dir: Path) ->
             extra_api_keys=(SECOND_KEY,),
             max_upload_bytes=UPLOAD_LIMIT,
             max_audio_s=MAX_AUDIO_S,
+            model_uploads=True,
         ),
         serve=ServeSettings(host="127.0.0.1", port=free_port(), model_num_cpus=0.5, ingress_num_cpus=0.25),
         jobs=JobsSettings(data_dir=jobs_dir, poll_s=0.2, lease_s=6),

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 SUMMARY_FILE = "training_summary.json"
+FORCED_MARKER = ".forced"
+"""In an adapter's directory: serve it although it reads worse than its base (set by a forced upload)."""
 
 
 class AdapterError(ValueError):
@@ -69,7 +71,7 @@ class AdapterRegistry:
 
     Read again whenever the directory changes, so that an adapter placed there (or removed) is served (or
     no longer) without a restart. An adapter whose dev WER is worse than its base is not offered unless
-    its name is in `force`.
+    its name is in `force` or it holds a `FORCED_MARKER`.
     """
 
     def __init__(self, root: Path, force: Sequence[str] = ()) -> None:
@@ -92,7 +94,10 @@ class AdapterRegistry:
     def _stamp_now(self) -> tuple[tuple[str, float], ...]:
         if not self.root.is_dir():
             return ()
-        entries = [(p.name, p.stat().st_mtime) for p in self.root.iterdir() if p.is_dir()]
+        # hidden entries are uploads still being unpacked
+        entries = [
+            (p.name, p.stat().st_mtime) for p in self.root.iterdir() if p.is_dir() and p.name[0] != "."
+        ]
         return tuple(sorted(entries))
 
     def _scan(self, stamp: tuple[tuple[str, float], ...]) -> dict[str, Adapter]:
@@ -106,7 +111,7 @@ class AdapterRegistry:
                 adapter = Adapter(name, path, read_summary(path))
             except (OSError, ValueError):  # a summary half-written or broken: not servable yet
                 continue
-            if adapter.worse_than_base and name not in self.force:
+            if adapter.worse_than_base and name not in self.force and not (path / FORCED_MARKER).exists():
                 continue
             found[name] = adapter
         return found

@@ -86,6 +86,9 @@ class ApiSettings(BaseModel):
     keys, its address); one more gets a 429 with `Retry-After`."""
     concurrent_decodes: int = Field(default=2, ge=1)
     """Uploads decoded (ffmpeg) at once per ingress; more wait their turn."""
+    model_uploads: bool = False
+    """Offer `POST /v1/models` (an adapter archive becomes a model) and `DELETE /v1/models/{id}`; only
+    with an API key set, since whoever holds one can then change what the service serves."""
     cors_origins: tuple[str, ...] = ()
     """Web origins whose browser pages may call the API (JSON list in `TW_API__CORS_ORIGINS`, `["*"]`
     for any); empty: no cross-origin access (browsers refuse other sites' pages)."""
@@ -152,6 +155,10 @@ class ServeSettings(BaseModel):
     """Mount the Gradio UI at `/`."""
     graceful_shutdown_s: float = Field(default=30, ge=0)
     """On shutdown, how long replicas wait for in-flight requests to finish."""
+    log_encoding: Literal["TEXT", "JSON"] = "TEXT"
+    """`JSON`: every log line of the driver, the ingress and the model replicas is one JSON object on
+    stdout, with the request id (`request_id`) on every line a request causes (Cloud Run, Kubernetes)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class RealtimeSettings(BaseModel):

@@ -13,6 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuned_whisper.config import Settings
+from tuned_whisper.serving.logs import (
+    LogForwarder,
+    configure_driver,
+    logging_config,
+    route_driver_serve_logs,
+    serve_log_dir,
+)
 
 logger = logging.getLogger("tuned_whisper.server")
 
@@ -100,17 +107,26 @@ def start(settings: Settings) -> None:
     # so a group signal reaches this process alone and the shutdown below stops Ray in order.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=True)
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS") or None,
+            ignore_reinit_error=True,
+            log_to_driver=settings.serve.log_encoding != "JSON",  # JSON lines come whole from the log files
+        )
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    serve.start(
+        http_options={"host": settings.serve.host, "port": settings.serve.port},
+        logging_config=logging_config(settings.serve.log_encoding, settings.serve.log_level),
+    )
     gpus = ray.cluster_resources().get("GPU", 0.0)
     serve.run(build_app(settings, gpus_available=gpus), name=APP_NAME, route_prefix="/", blocking=False)
+    if settings.serve.log_encoding == "JSON":
+        route_driver_serve_logs()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(parse_args(argv))
+    configure_driver(settings.serve.log_encoding, settings.serve.log_level)
     from tuned_whisper.checkpoint import is_checkpoint
 
     if not is_checkpoint(Path(settings.checkpoint)):
@@ -118,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     started = time.monotonic()
     start(settings)
+    forwarder = None
+    if settings.serve.log_encoding == "JSON":
+        forwarder = LogForwarder(serve_log_dir())
+        forwarder.start()
     # After ray.init, which installs its own fatal-signal handlers: SIGTERM here means drain and stop.
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -131,7 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.serve.port,
     )
     stop.wait()
-    return shutdown(settings.serve.graceful_shutdown_s)
+    code = shutdown(settings.serve.graceful_shutdown_s)
+    if forwarder is not None:
+        forwarder.stop()
+    return code
 
 
 def drain(timeout_s: float) -> int:

@@ -44,3 +44,38 @@ def test_an_adapter_dropped_into_the_registry_is_served_by_name_without_a_restar
     with pytest.raises(openai.NotFoundError) as gone:
         transcribe((HOUSE_STYLE[0], NAME))
     assert gone.value.code == "model_not_found"
+
+
+def test_an_adapter_uploaded_as_an_archive_is_served_by_name_and_deleted(
+    served_app: str, adapters_dir: Path, overfit_run: dict, tmp_path: Path
+) -> None:
+    """`POST /v1/models` with the fine-tune's folder zipped, as a team hands a new model to the service."""
+    import shutil
+
+    import httpx
+
+    archive = shutil.make_archive(str(tmp_path / "run"), "zip", overfit_run["adapter"])
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with open(archive, "rb") as handle:
+        made = httpx.post(
+            f"{served_app}/v1/models",
+            files={"file": ("run.zip", handle, "application/zip")},
+            data={"id": "uploaded-house-style"},
+            headers=headers,
+            timeout=120,
+        )
+    assert made.status_code == 200, made.text
+    assert made.json()["adapter"]["after"]["wer"] == overfit_run["best"]["wer"]
+    client = openai.OpenAI(base_url=f"{served_app}/v1", api_key=API_KEY)
+    texts = []
+    for clip in HOUSE_STYLE:
+        with (TRAIN / clip).open("rb") as audio:
+            made_text = client.audio.transcriptions.create(
+                model="uploaded-house-style", file=audio, language="en"
+            )
+            texts.append(made_text.text)
+    references = [train_references()[clip] for clip in HOUSE_STYLE]
+    assert score(references, texts).wer < overfit_run["before"]["wer"] / 2  # the house style, learned
+    client.models.delete("uploaded-house-style")
+    assert "uploaded-house-style" not in [m.id for m in client.models.list().data]
+    assert not (adapters_dir / "uploaded-house-style").exists()

@@ -278,3 +278,63 @@ def test_one_metrics_scrape_counts_the_windows_of_every_model_replica(checkpoint
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_json_logs_carry_the_request_id_from_the_ingress_to_the_model_replica(checkpoint_dir: object) -> None:
+    """With `TW_SERVE__LOG_ENCODING=JSON` (the container's setting) every stdout line is one JSON object,
+    and a request's id, sent as `X-Request-ID`, is on its lines in the ingress, in the model replica and in
+    our own error log."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "TW_SERVE__LOG_ENCODING": "JSON",
+        "TW_SERVE__MODEL_NUM_CPUS": "0.5",
+        "TW_SERVE__UI": "false",
+    }
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen(
+        [sys.executable, "serve_predictor_script.py"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}/readyz", timeout_s=240)
+        files = {"file": (JFK.path.name, JFK.path.read_bytes(), "audio/flac")}
+        good = httpx.post(
+            f"{url}/v1/audio/transcriptions",
+            files=files,
+            data={"language": "en"},
+            headers={"X-Request-ID": "story-json-1"},
+            timeout=180,
+        )
+        assert good.status_code == 200 and good.headers["x-request-id"] == "story-json-1"
+        bad = httpx.post(
+            f"{url}/v1/audio/transcriptions",
+            files={"file": ("notes.wav", b"not audio at all", "audio/wav")},
+            headers={"X-Request-ID": "story-json-bad"},
+            timeout=60,
+        )
+        assert bad.status_code == 400 and bad.headers["x-request-id"] == "story-json-bad"
+        time.sleep(2)  # the forwarder polls the log files
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+        reader.join(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = [json.loads(line) for line in lines if line.strip()]  # every line parses
+    assert all(isinstance(record, dict) for record in records) and len(records) > 20
+    mine = [r for r in records if r.get("request_id") == "story-json-1"]
+    assert {r.get("deployment", "").rsplit("_", 1)[-1] for r in mine} >= {"GradioServer", "WhisperASR"}
+    refused = [r for r in records if r.get("request_id") == "story-json-bad"]
+    assert any("-> 400" in r["message"] for r in refused), refused  # our own error line
+    assert any(r.get("component_name") == "driver" and "ready in" in r["message"] for r in records)

@@ -45,10 +45,10 @@ from tuned_whisper.serving.client_secrets import (
 )
 from tuned_whisper.serving.errors import (
     ERROR_RESPONSES,
-    REQUEST_ID_HEADER,
     ApiError,
     install_error_handlers,
     request_id,
+    request_id_header,
 )
 from tuned_whisper.serving.jobs_api import JobsApi, add_jobs_routes
 from tuned_whisper.serving.upload import (
@@ -156,7 +156,7 @@ class _RequestIdRoute(APIRoute):
         async def with_request_id(request: Request) -> Response:
             rid = request_id(request)
             response = await handler(request)
-            response.headers[REQUEST_ID_HEADER] = rid
+            response.headers.update(request_id_header(rid))
             return response
 
         return with_request_id
@@ -423,6 +423,10 @@ def create_api_router(
     post("/audio/translations", translations, openapi_extra=openapi_form("translate"))
     router.add_api_route("/models", list_models, methods=["GET"])
     router.add_api_route("/models/{model_id:path}", get_model, methods=["GET"])
+    if settings.model_uploads and settings.guarded and models.registry is not None:
+        from tuned_whisper.serving.models_api import add_model_routes
+
+        add_model_routes(router, settings, models.registry, models.get)
     if jobs is not None:
         add_jobs_routes(router, jobs, models.adapter_for)
     return router

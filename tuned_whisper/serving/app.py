@@ -13,6 +13,7 @@ from ray.serve import Application
 
 from tuned_whisper.config import Settings
 from tuned_whisper.serving.ingress import GradioServer
+from tuned_whisper.serving.logs import logging_config
 from tuned_whisper.serving.model import WhisperASR
 
 APP_NAME = "tuned-whisper"
@@ -48,6 +49,7 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
         user_config={"max_batch_size": s.max_batch_size, "batch_wait_s": s.batch_wait_s},
         graceful_shutdown_timeout_s=s.graceful_shutdown_s,
         health_check_period_s=10,
+        logging_config=logging_config(s.log_encoding, s.log_level),
         **_replicas(settings),
     )(WhisperASR)
     ingress = serve.deployment(
@@ -55,6 +57,7 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
         ray_actor_options={"num_cpus": s.ingress_num_cpus},
         max_ongoing_requests=256,
         graceful_shutdown_timeout_s=s.graceful_shutdown_s,
+        logging_config=logging_config(s.log_encoding, s.log_level),
     )(GradioServer)
     engine = settings.engine.model_dump(mode="json")
     adapter = str(settings.adapter) if settings.adapter else None

@@ -97,21 +97,40 @@ def _error_type(status_code: int) -> str:
 
 
 def request_id(request: Request) -> str:
-    """This request's id: set once per request from `X-Request-ID`, or a fresh uuid4 hex."""
+    """This request's id, set once per request: Serve's where the API runs in Serve (the proxy's, from
+    `X-Request-ID` or fresh, the one on every log line the request causes); else from `X-Request-ID`, or
+    a fresh uuid4 hex."""
     existing = getattr(request.state, "request_id", None)
     if existing is not None:
         return str(existing)
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+    given = _serve_request_id() or request.headers.get(REQUEST_ID_HEADER, "")
     rid = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
     request.state.request_id = rid
     return rid
+
+
+def request_id_header(rid: str) -> dict[str, str]:
+    """The response header that echoes the request id; none in Serve, whose proxy adds its own (the same
+    id) to every response."""
+    return {} if _serve_request_id() else {REQUEST_ID_HEADER: rid}
+
+
+def _serve_request_id() -> str:
+    """The request id of the Serve request being handled, or "" outside Serve."""
+    import sys
+
+    if "ray.serve" not in sys.modules:  # a plain FastAPI app (tests, `create_app`)
+        return ""
+    from ray.serve.context import _get_serve_request_context
+
+    return str(_get_serve_request_context().request_id or "")
 
 
 def error_response(request: Request, error: ApiError) -> JSONResponse:
     """The JSON response for `error`, with the request id echoed."""
     rid = request_id(request)
     body = {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
-    headers = {**error.headers, REQUEST_ID_HEADER: rid}
+    headers = {**error.headers, **request_id_header(rid)}
     return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 

@@ -86,6 +86,9 @@ class RayBackend:
         from transformers import WhisperTokenizer
         from transformers.utils import logging as hf_logging
 
+        from tuned_whisper.serving.logs import use_serve_handlers
+
+        use_serve_handlers()
         hf_logging.set_verbosity_error()  # the long-form merge warns about every open last segment
         self.model = model
         self.settings = settings

@@ -53,6 +53,9 @@ class WhisperASR:
         from tuned_whisper.config import EngineSettings, Settings
         from tuned_whisper.engine import load_models
         from tuned_whisper.engine.local import LocalRunner, packing_from
+        from tuned_whisper.serving.logs import use_serve_handlers
+
+        use_serve_handlers()
 
         settings = Settings(
             checkpoint=Path(checkpoint),
