@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +47,34 @@ def read_head(sock: socket.socket) -> bytes:
     return head
 
 
+def start_script(
+    port: int,
+    *args: str,
+    stdout: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.DEVNULL,
+    new_session: bool = False,
+    **env: str,
+) -> subprocess.Popen[str]:
+    """`python serve_predictor_script.py` on `port` with a local Ray, the API only, and `env` on top."""
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "TW_SERVE__MODEL_NUM_CPUS": "0.5",
+        "TW_SERVE__UI": "false",
+        **env,
+    }
+    environment.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(
+        [sys.executable, "serve_predictor_script.py", *args],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
 def wait_until_draining(process: subprocess.Popen[str], port: int, timeout_s: float = 60) -> None:
     """Until /readyz answers 503: the ingress has been told to drain and refuses new requests."""
     deadline = time.monotonic() + timeout_s
@@ -62,16 +91,7 @@ def wait_until_draining(process: subprocess.Popen[str], port: int, timeout_s: fl
 
 def test_script_serves_on_port_and_drains_in_flight_requests_on_sigterm(checkpoint_dir: object) -> None:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "TW_SERVE__MODEL_NUM_CPUS": "0.5", "TW_SERVE__UI": "false"}
-    env.pop("RAY_ADDRESS", None)
-    process = subprocess.Popen(
-        [sys.executable, "serve_predictor_script.py"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_script(port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[str] = []
     handles_sigterm = threading.Event()
 
@@ -140,25 +160,16 @@ def test_a_signal_to_the_whole_process_group_answers_every_request_and_exits_cle
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     grace_s = 60
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "TW_SERVE__MODEL_NUM_CPUS": "0.5",
-        "TW_SERVE__UI": "false",
-        "TW_SERVE__GRACEFUL_SHUTDOWN_S": str(grace_s),
-        "TMPDIR": str(scratch),  # where uploads are spooled
-        "RAY_TMPDIR": "/tmp",  # Ray's session files are Ray's, not ours
-    }
-    env.pop("RAY_ADDRESS", None)
     log = tmp_path / "service.log"
     with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "serve_predictor_script.py"],
-            cwd=PROJECT_ROOT,
-            env=env,
+        process = start_script(
+            port,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as under a supervisor
+            new_session=True,  # its own process group, as under a supervisor
+            TW_SERVE__GRACEFUL_SHUTDOWN_S=str(grace_s),
+            TMPDIR=str(scratch),  # where uploads are spooled
+            RAY_TMPDIR="/tmp",  # Ray's session files are Ray's, not ours
         )
     answers: list[httpx.Response | Exception] = []
 
@@ -228,15 +239,7 @@ def test_one_metrics_scrape_counts_the_windows_of_every_model_replica(checkpoint
     from prometheus_client.parser import text_string_to_metric_families
 
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "TW_SERVE__MODEL_NUM_CPUS": "0.5", "TW_SERVE__UI": "false"}
-    env.pop("RAY_ADDRESS", None)
-    process = subprocess.Popen(
-        [sys.executable, "serve_predictor_script.py", "--replicas", "2"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_script(port, "--replicas", "2")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{url}/readyz", timeout_s=240)
@@ -285,22 +288,7 @@ def test_json_logs_carry_the_request_id_from_the_ingress_to_the_model_replica(ch
     and a request's id, sent as `X-Request-ID`, is on its lines in the ingress, in the model replica and in
     our own error log."""
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "TW_SERVE__LOG_ENCODING": "JSON",
-        "TW_SERVE__MODEL_NUM_CPUS": "0.5",
-        "TW_SERVE__UI": "false",
-    }
-    env.pop("RAY_ADDRESS", None)
-    process = subprocess.Popen(
-        [sys.executable, "serve_predictor_script.py"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_script(port, stdout=subprocess.PIPE, TW_SERVE__LOG_ENCODING="JSON")
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
     reader.start()
