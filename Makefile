@@ -37,7 +37,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 test: checkpoint lint
-	$(BIN)/pytest --timeout 900
+	$(BIN)/pytest --timeout 900 --durations=25
 
 test-fast: install
 	$(BIN)/pytest -m "not slow and not browser and not gpu" --timeout 300

@@ -76,6 +76,46 @@ def test_an_adapter_uploaded_as_an_archive_is_served_by_name_and_deleted(
             texts.append(made_text.text)
     references = [train_references()[clip] for clip in HOUSE_STYLE]
     assert score(references, texts).wer < overfit_run["before"]["wer"] / 2  # the house style, learned
+    live = live_turns(served_app, "uploaded-house-style", [TRAIN / clip for clip in HOUSE_STYLE])
+    assert score(references, live).wer < overfit_run["before"]["wer"] / 2  # a live session by name too
     client.models.delete("uploaded-house-style")
     assert "uploaded-house-style" not in [m.id for m in client.models.list().data]
     assert not (adapters_dir / "uploaded-house-style").exists()
+
+
+def live_turns(served_app: str, model: str, clips: list[Path]) -> list[str]:
+    """Each clip as one committed turn of a realtime session that names `model`; an unknown model first,
+    which the session refuses with an `error` event and survives."""
+    import base64
+
+    from tuned_whisper.audio import decode_audio
+    from tuned_whisper.audio_formats import encode_pcm16
+
+    ws = served_app.replace("http://", "ws://")
+    client = openai.OpenAI(base_url=f"{served_app}/v1", websocket_base_url=f"{ws}/v1", api_key=API_KEY)
+    with client.realtime.connect(model="whisper-1", extra_query={"intent": "transcription"}) as connection:
+
+        def transcription(name: str) -> dict:
+            inputs = {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": name, "language": "en"},
+                "turn_detection": None,
+            }
+            return {"type": "transcription", "audio": {"input": inputs}}
+
+        connection.session.update(session=transcription("no-such-model"))  # type: ignore[arg-type]
+        connection.session.update(session=transcription(model))  # type: ignore[arg-type]
+        for clip in clips:
+            pcm = encode_pcm16(decode_audio(clip), 24000)
+            connection.input_audio_buffer.append(audio=base64.b64encode(pcm).decode())
+            connection.input_audio_buffer.commit()
+        errors, texts = [], []
+        for event in connection:
+            if event.type == "error":
+                errors.append(event.error.code)
+            if event.type == "conversation.item.input_audio_transcription.completed":
+                texts.append(event.transcript)
+                if len(texts) == len(clips):
+                    break
+    assert errors == ["model_not_found"]
+    return texts

@@ -235,30 +235,49 @@ def test_a_signal_to_the_whole_process_group_answers_every_request_and_exits_cle
     assert set(scratch.rglob("*")) <= started_with, "requests left temp files behind"
 
 
-def test_one_metrics_scrape_counts_the_windows_of_every_model_replica(checkpoint_dir: object) -> None:
+def test_two_replicas_one_metrics_scrape_and_json_logs_that_follow_each_request(
+    checkpoint_dir: object,
+) -> None:
+    """As the container runs (`TW_SERVE__LOG_ENCODING=JSON`) with two model replicas: one `/metrics`
+    scrape counts the windows of both; every stdout line is one JSON object; each request's id (its
+    `X-Request-ID`) is on its lines in the ingress and in the model replica that decoded it, and on our
+    own line for a refused upload."""
     from prometheus_client.parser import text_string_to_metric_families
 
     port = free_port()
-    process = start_script(port, "--replicas", "2")
+    process = start_script(port, "--replicas", "2", stdout=subprocess.PIPE, TW_SERVE__LOG_ENCODING="JSON")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{url}/readyz", timeout_s=240)
-        with JFK.path.open("rb") as audio:
-            clip = audio.read()
+        clip = JFK.path.read_bytes()
 
-        def post() -> httpx.Response:
-            files = {"file": (JFK.path.name, clip, "audio/flac")}
+        def post(n: int) -> httpx.Response:
             return httpx.post(
-                f"{url}/v1/audio/transcriptions", files=files, data={"language": "en"}, timeout=180
+                f"{url}/v1/audio/transcriptions",
+                files={"file": (JFK.path.name, clip, "audio/flac")},
+                data={"language": "en"},
+                headers={"X-Request-ID": f"story-{n}"},
+                timeout=180,
             )
 
         answers: list[httpx.Response] = []
-        clients = [threading.Thread(target=lambda: answers.append(post())) for _ in range(6)]
+        clients = [threading.Thread(target=lambda n=n: answers.append(post(n))) for n in range(6)]
         for client in clients:
             client.start()
         for client in clients:
             client.join(timeout=240)
         assert [a.status_code for a in answers] == [200] * 6
+        assert sorted(a.headers["x-request-id"] for a in answers) == [f"story-{n}" for n in range(6)]
+        bad = httpx.post(
+            f"{url}/v1/audio/transcriptions",
+            files={"file": ("notes.wav", b"not audio at all", "audio/wav")},
+            headers={"X-Request-ID": "story-bad"},
+            timeout=60,
+        )
+        assert bad.status_code == 400 and bad.headers["x-request-id"] == "story-bad"
 
         deadline = time.monotonic() + 60
         while True:  # Ray exports every few seconds
@@ -277,43 +296,6 @@ def test_one_metrics_scrape_counts_the_windows_of_every_model_replica(checkpoint
         assert len(windows) == 2  # Serve spread six requests in flight over both replicas
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def test_json_logs_carry_the_request_id_from_the_ingress_to_the_model_replica(checkpoint_dir: object) -> None:
-    """With `TW_SERVE__LOG_ENCODING=JSON` (the container's setting) every stdout line is one JSON object,
-    and a request's id, sent as `X-Request-ID`, is on its lines in the ingress, in the model replica and in
-    our own error log."""
-    port = free_port()
-    process = start_script(port, stdout=subprocess.PIPE, TW_SERVE__LOG_ENCODING="JSON")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
-    reader.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/readyz", timeout_s=240)
-        files = {"file": (JFK.path.name, JFK.path.read_bytes(), "audio/flac")}
-        good = httpx.post(
-            f"{url}/v1/audio/transcriptions",
-            files=files,
-            data={"language": "en"},
-            headers={"X-Request-ID": "story-json-1"},
-            timeout=180,
-        )
-        assert good.status_code == 200 and good.headers["x-request-id"] == "story-json-1"
-        bad = httpx.post(
-            f"{url}/v1/audio/transcriptions",
-            files={"file": ("notes.wav", b"not audio at all", "audio/wav")},
-            headers={"X-Request-ID": "story-json-bad"},
-            timeout=60,
-        )
-        assert bad.status_code == 400 and bad.headers["x-request-id"] == "story-json-bad"
-        time.sleep(2)  # the forwarder polls the log files
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 0
         reader.join(timeout=10)
     finally:
         if process.poll() is None:
@@ -321,8 +303,11 @@ def test_json_logs_carry_the_request_id_from_the_ingress_to_the_model_replica(ch
             process.wait()
     records = [json.loads(line) for line in lines if line.strip()]  # every line parses
     assert all(isinstance(record, dict) for record in records) and len(records) > 20
-    mine = [r for r in records if r.get("request_id") == "story-json-1"]
-    assert {r.get("deployment", "").rsplit("_", 1)[-1] for r in mine} >= {"GradioServer", "WhisperASR"}
-    refused = [r for r in records if r.get("request_id") == "story-json-bad"]
+    for n in range(6):
+        mine = [r for r in records if r.get("request_id") == f"story-{n}"]
+        assert {r.get("deployment", "").rsplit("_", 1)[-1] for r in mine} >= {"GradioServer", "WhisperASR"}
+    replicas = {r.get("replica") for r in records if r.get("deployment", "").endswith("WhisperASR")}
+    assert len(replicas - {None}) == 2  # lines from both model replicas
+    refused = [r for r in records if r.get("request_id") == "story-bad"]
     assert any("-> 400" in r["message"] for r in refused), refused  # our own error line
     assert any(r.get("component_name") == "driver" and "ready in" in r["message"] for r in records)

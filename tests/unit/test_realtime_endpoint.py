@@ -75,3 +75,48 @@ def test_one_client_past_its_sessions_is_told_to_retry_later_and_a_closed_sessio
     assert closed.value.code == 1013
     with client.websocket_connect("/v1/realtime?intent=transcription") as later:
         assert later.receive_json()["type"] == "session.created"
+
+
+def test_a_session_decodes_with_the_model_it_names_and_an_unknown_one_is_an_error_event() -> None:
+    from tuned_whisper.serving.errors import ApiError
+
+    seen: list[str | None] = []
+
+    class Recording(SlowModel):
+        async def transcribe(
+            self, audio: np.ndarray, options: TranscribeOptions, *args: object, **kw: object
+        ):  # type: ignore[no-untyped-def, override]
+            seen.append(options.adapter)
+            return Transcript(text="ok", language="en", duration=0.0)
+
+    def adapter_for(model: str | None) -> str | None:
+        if model in (None, "whisper-1"):
+            return None
+        if model == "bank-a":
+            return "bank-a"
+        raise ApiError(404, f"model {model!r} does not exist", param="model", code="model_not_found")
+
+    app = FastAPI()
+    endpoint = RealtimeEndpoint(Recording(), ApiSettings(), RealtimeSettings())
+    endpoint.adapter_for = adapter_for
+    add_realtime_route(app, endpoint)
+    audio = base64.b64encode(encode_pcm16(decode_audio(JFK.path)[: 2 * SAMPLE_RATE], 24000)).decode()
+
+    def naming(model: str) -> dict:
+        inputs = {"transcription": {"model": model}, "turn_detection": None}
+        return {"type": "session.update", "session": {"type": "transcription", "audio": {"input": inputs}}}
+
+    with TestClient(app).websocket_connect("/v1/realtime?intent=transcription") as ws:
+        assert ws.receive_json()["type"] == "session.created"
+        for model in ("bank-a", "nope", "whisper-1"):
+            ws.send_json(naming(model))
+            answer = ws.receive_json()
+            if model == "nope":
+                assert answer["type"] == "error" and answer["error"]["code"] == "model_not_found"
+            else:
+                assert answer["session"]["audio"]["input"]["transcription"]["model"] == model
+            ws.send_json({"type": "input_audio_buffer.append", "audio": audio})
+            ws.send_json({"type": "input_audio_buffer.commit"})
+            kinds = [ws.receive_json()["type"] for _ in range(2)]
+            assert kinds[-1] == "conversation.item.input_audio_transcription.completed"
+    assert seen == ["bank-a", "bank-a", None]  # the refused update left the session on bank-a

@@ -240,6 +240,7 @@ class GradioServer:
         app = create_app(self.backend, self.settings.api, self.jobs.api if self.jobs else None, registry)
         app.middleware("http")(self._track)
         app.add_api_route("/metrics", self._metrics, methods=["GET"], response_class=PlainTextResponse)
+        self.realtime.adapter_for = app.state.models.adapter_for
         add_realtime_route(app, self.realtime)
         if self.settings.serve.ui:
             from tuned_whisper.serving.ui import mount_ui

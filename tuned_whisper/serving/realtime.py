@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from tuned_whisper.config import ApiSettings, RealtimeSettings
 from tuned_whisper.languages import language_code
 from tuned_whisper.serving.admission import PerClient
 from tuned_whisper.serving.client_secrets import ClientSecrets, is_api_key, key_caller, presented_key
+from tuned_whisper.serving.errors import ApiError
 from tuned_whisper.streaming import (
     Cleared,
     Committed,
@@ -127,6 +129,8 @@ class Config:
 
     audio_format: AudioFormat = field(default_factory=AudioFormat)
     model: str = "whisper-1"
+    adapter: str | None = None
+    """The registry adapter `model` names (None: the base model), resolved by the endpoint."""
     language: str | None = None
     prompt: str | None = None
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
@@ -154,7 +158,12 @@ class Config:
         }
 
     def options(self) -> TranscribeOptions:
-        return TranscribeOptions(language=self.language, initial_prompt=self.prompt)
+        return TranscribeOptions(language=self.language, initial_prompt=self.prompt, adapter=self.adapter)
+
+
+def _base_only(model: str | None) -> str | None:
+    """Without a registry every session decodes with the base model, whatever it names."""
+    return None
 
 
 def _mapping(value: object, param: str) -> dict[str, Any]:
@@ -259,6 +268,16 @@ class RealtimeEndpoint:
         self.registry = Registry()
         self.clients = PerClient(settings.max_sessions_per_client)
         self.load = LiveLoad(partial_slots=settings.partial_slots)
+        self.adapter_for: Callable[[str | None], str | None] = _base_only
+        """A session's `model` -> its adapter; the ingress sets the API's (the registry), which raises
+        the API's 404 for a model the server does not serve."""
+
+    def adapter(self, model: str) -> str | None:
+        try:
+            return self.adapter_for(model)
+        except ApiError as exc:
+            param = "session.audio.input.transcription.model"
+            raise ClientError("model_not_found", exc.message, param) from exc
 
     def _authorized(self, websocket: WebSocket) -> str | None:
         """The caller id, or None when keys are on and this one is missing or wrong.
@@ -419,7 +438,9 @@ class Connection:
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "session.update":
-            self.config = update(self.config, message.get("session"))
+            config = update(self.config, message.get("session"))
+            config.adapter = self.endpoint.adapter(config.model)
+            self.config = config
             self.session.options = self.config.options()
             self.session.turn_detection = self.config.turn_detection
             await self.send(
