@@ -205,7 +205,12 @@ class JobsSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1)
     """A job that fails this many times (or whose worker is lost this often) is `failed`."""
     workers: int = Field(default=1, ge=1)
-    """Jobs run at once per ingress replica."""
+    """Jobs run at once per job-runner replica."""
+    runners: int = Field(default=1, ge=1)
+    """Replicas of the `JobRunner` deployment (the ingress only stores jobs; the runners run them)."""
+    runner_num_cpus: float = Field(default=0.1, gt=0)
+    """Ray CPUs reserved per job runner: it decodes a job's file with ffmpeg and merges its windows; the
+    model replicas do the decoding."""
     poll_s: float = Field(default=1.0, gt=0)
     """How often an idle worker looks for queued jobs."""
     callback_hosts: tuple[str, ...] = ()

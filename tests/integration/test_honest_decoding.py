@@ -87,3 +87,36 @@ def test_packed_short_clips_read_as_well_as_clips_decoded_alone(settings: Settin
     (packed_rates, packed_windows), (alone_rates, alone_windows) = results[True], results[False]
     assert alone_windows >= len(requests) and packed_windows <= alone_windows / 2
     assert packed_rates.wer_normalized <= alone_rates.wer_normalized + 0.02
+
+
+def test_a_window_decoded_again_at_the_next_temperature_is_not_encoded_again(settings: Settings) -> None:
+    """The fallback redoes the decoder, not the encoder (most of a window's cost): six temperatures, one
+    encoding, and the same text as a decode that encodes afresh."""
+    from tuned_whisper.engine import load_decoder
+    from tuned_whisper.engine.quality import DecodingRules, decode_with_fallback
+
+    engine = settings.engine.model_copy(update={"backend": "ctranslate2"})
+    decoder = load_decoder(settings.model_copy(update={"engine": engine}))
+    window = decode_audio(JFK.path)
+    options = TranscribeOptions(language="en")
+    tried: list[float] = []
+    real_decode = decoder.decode
+
+    def counted(windows: object, languages: object, options: object, temperature: float) -> object:
+        tried.append(temperature)
+        return real_decode(windows, languages, options, temperature)
+
+    decoder.decode = counted
+    never_good_enough = DecodingRules(log_prob_threshold=0.0)  # every decode is "too unlikely"
+    runs = decoder.encoder_runs
+    (best,) = decode_with_fallback(decoder, [window], ["en"], options, never_good_enough)
+    assert tried == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert decoder.encoder_runs - runs == 1
+    assert best.temperature in tried
+    assert JFK.missing_phrases(decoder.tokenizer.decode(best.tokens, skip_special_tokens=True)) == []
+    # what was kept is what the encoder gives: a greedy decode from it reads as one encoded afresh
+    (kept,) = real_decode([window], ["en"], options, 0.0)
+    assert decoder.encoder_runs - runs == 1
+    (fresh,) = real_decode([window.copy()], ["en"], options, 0.0)  # an equal array, not the same one
+    assert decoder.encoder_runs - runs == 2
+    assert kept.tokens.tolist() == fresh.tokens.tolist()

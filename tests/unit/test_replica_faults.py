@@ -13,7 +13,7 @@ import pytest
 from ray.exceptions import ActorDiedError
 
 from tuned_whisper.serving.errors import ModelUnavailable
-from tuned_whisper.serving.ingress import RayRunner
+from tuned_whisper.serving.ray_backend import RayRunner
 
 pytestmark = pytest.mark.anyio
 

@@ -97,6 +97,8 @@ class CTranslate2Decoder:
         self.is_multilingual = bool(self.model.is_multilingual)
         self.sot = self.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
         self.model_dir = model_dir
+        self._encoded: list[tuple[np.ndarray, np.ndarray]] = []  # (window, its encoder output)
+        self.encoder_runs = 0
         self.info = ModelInfo(
             checkpoint=str(checkpoint),
             device=device,
@@ -106,15 +108,24 @@ class CTranslate2Decoder:
             backend="ctranslate2",
         )
 
-    def _encode(self, windows: Sequence[np.ndarray]) -> Any:
-
+    def _encode(self, windows: Sequence[np.ndarray], *, keep: bool = True) -> Any:
         if self.info.device != "cpu":
             return self.model.encode(_storage(np.stack([self._mel(w) for w in windows])), to_cpu=False)
         # One window at a time on a CPU: stacking buys the encoder nothing there, and each window's
         # attention holds ~70 MB; the outputs are stacked so that the decoder still runs them as a batch.
+        # The encoder is most of a window's cost, so `decode` keeps the outputs of its call's windows: a
+        # window decoded again at the next temperature (the same array, not an equal one) is not encoded
+        # again. `keep=False` (language detection, a subset for alignment) only reads what is kept.
+        kept = {id(w): out for w, out in self._encoded if any(w is x for x in windows)}
         encoded = [
-            np.asarray(self.model.encode(_storage(self._mel(w)[np.newaxis]), to_cpu=True)) for w in windows
+            kept[id(w)]
+            if id(w) in kept
+            else np.asarray(self.model.encode(_storage(self._mel(w)[np.newaxis]), to_cpu=True))
+            for w in windows
         ]
+        self.encoder_runs += sum(id(w) not in kept for w in windows)
+        if keep:
+            self._encoded += [(w, out) for w, out in zip(windows, encoded, strict=True) if id(w) not in kept]
         return _storage(np.concatenate(encoded))
 
     def _mel(self, window: np.ndarray) -> np.ndarray:
@@ -134,7 +145,7 @@ class CTranslate2Decoder:
     def detect_languages(self, heads: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         if not heads:
             return []
-        return self._languages(self._encode([h[:WINDOW_SAMPLES] for h in heads]), len(heads))
+        return self._languages(self._encode([h[:WINDOW_SAMPLES] for h in heads], keep=False), len(heads))
 
     def _prompt(self, language: str, options: TranscribeOptions) -> list[int]:
         prompt: list[int] = []
@@ -157,6 +168,8 @@ class CTranslate2Decoder:
         """On a CPU, `CPU_STACK` windows at a time: stacking more buys no speed there (the encoder is
         compute-bound) and only holds more activations; a GPU takes the whole batch at once."""
         step = CPU_STACK if self.info.device == "cpu" else max(len(windows), 1)
+        # only this call's windows stay encoded: the next temperature may decode some of them again
+        self._encoded = [(w, out) for w, out in self._encoded if any(w is x for x in windows)]
         out: list[Decoded] = []
         for start in range(0, len(windows), step):
             part = slice(start, start + step)
@@ -180,7 +193,7 @@ class CTranslate2Decoder:
         chosen = [lang or detected[i][0] for i, lang in enumerate(languages)]
         prompts = [self._prompt(lang, options) for lang in chosen]
         if temperature > 0:
-            ctranslate2.set_random_seed(SEED)  # a fallback decodes the same way every time
+            ctranslate2.set_random_seed(SEED)  # seeded; CTranslate2's sampling still varies between calls
         max_length = min(MAX_LENGTH, max(map(len, prompts)) + self.settings.max_new_tokens)
         results = self.model.generate(
             encoded,
@@ -229,7 +242,11 @@ class CTranslate2Decoder:
                 continue
             start = self._prompt(language, dataclasses.replace(options, initial_prompt=None))
             # align takes one start sequence per call: windows of other languages are encoded again
-            subset = encoded if len(chosen) == len(windows) else self._encode([windows[i] for i in chosen])
+            subset = (
+                encoded
+                if len(chosen) == len(windows)
+                else self._encode([windows[i] for i in chosen], keep=False)
+            )
             aligned = self.model.align(subset, start, [texts[i] for i in chosen], [frames[i] for i in chosen])
             for i, result in zip(chosen, aligned, strict=True):
                 first: dict[int, int] = {}

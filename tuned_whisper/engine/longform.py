@@ -154,7 +154,10 @@ class LongForm:
         if len(work) < MIN_SAMPLES:
             yield Transcript(text="", language=language, duration=duration, task=options.task)
             return
-        windows = self.windows(work)
+        # Cutting at pauses reads the audio near every cut (minutes of it for hours): off the event loop.
+        windows = (
+            await asyncio.to_thread(self.windows, work) if self.engine.cut_at_pauses else self.windows(work)
+        )
         packable = len(windows) == 1 and len(work) < WINDOW_SAMPLES
         # Without overlaps no later window covers what Whisper leaves unread at a window's end
         finish = set(range(len(windows))) if is_cut(windows) else {len(windows) - 1}
@@ -172,6 +175,8 @@ class LongForm:
                 decoded = log.known[index]
             else:
                 async with gate:
+                    # Read here, on the loop: one window from the page cache takes about a millisecond, and
+                    # a read in a thread lets the runner start a batch before the other windows are queued.
                     window = windows[index].read(work)
                     decoded = await runner.decode(job(window, language))
                 if index in finish:

@@ -1,4 +1,5 @@
-"""The Serve application: `GradioServer` (ingress) bound to `WhisperASR` (model), configured from Settings.
+"""The Serve application: `GradioServer` (ingress) bound to `WhisperASR` (model) and, with jobs on, to the
+`JobRunner` deployment that runs them through the same model; configured from Settings.
 
 `app` is what `serve build tuned_whisper.serving.app:app` and `deploy/serve_config.yaml` refer to;
 `build_app(settings)` is what `serve_predictor_script.py` runs.
@@ -13,6 +14,7 @@ from ray.serve import Application
 
 from tuned_whisper.config import Settings
 from tuned_whisper.serving.ingress import GradioServer
+from tuned_whisper.serving.job_runner import JobRunner
 from tuned_whisper.serving.logs import logging_config
 from tuned_whisper.serving.model import WhisperASR
 
@@ -65,7 +67,18 @@ def build_app(settings: Settings, *, gpus_available: float = 0.0) -> Application
         mode="json", include={"adapters_dir", "adapters_force", "max_loaded_adapters"}
     )
     bound = model.bind(str(settings.checkpoint), engine, adapter, s.pack_across_callers, registry)
-    return ingress.bind(bound, settings.model_dump(mode="json"))
+    plain = settings.model_dump(mode="json")
+    if not settings.jobs.enabled:
+        return ingress.bind(bound, plain)
+    runner = serve.deployment(
+        name="JobRunner",
+        ray_actor_options={"num_cpus": settings.jobs.runner_num_cpus},
+        num_replicas=settings.jobs.runners,
+        health_check_period_s=2,  # the first check starts the workers
+        graceful_shutdown_timeout_s=0,  # no request to finish: a running job's lease lets another resume it
+        logging_config=logging_config(s.log_encoding, s.log_level),
+    )(JobRunner)
+    return ingress.bind(bound, plain, runner.bind(bound, plain))
 
 
 def app_builder(args: dict[str, Any]) -> Application:
