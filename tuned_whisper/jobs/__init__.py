@@ -13,6 +13,7 @@ from tuned_whisper.jobs.store import (
     JobStatus,
     JobStore,
     new_job_id,
+    open_configured_store,
     open_store,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "PostgresJobStore",
     "SqliteJobStore",
     "new_job_id",
+    "open_configured_store",
     "open_store",
 ]

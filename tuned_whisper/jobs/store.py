@@ -5,7 +5,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from tuned_whisper.config import JobsSettings
 
 JobKind = Literal["transcription", "translation"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -192,3 +195,9 @@ def open_store(url_or_path: str | Path) -> JobStore:
     if path.is_dir():
         path = path / SQLITE_FILE
     return SqliteJobStore(path)
+
+
+def open_configured_store(settings: JobsSettings) -> JobStore:
+    """The store the settings name: `database_url`, else SQLite in `data_dir` (created if missing)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.database_url or settings.data_dir)

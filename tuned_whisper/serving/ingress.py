@@ -31,13 +31,11 @@ class JobsOnIngress:
     """The job store and the job routes over it; the jobs themselves run on the `JobRunner` deployment."""
 
     def __init__(self, settings: Settings) -> None:
-        from tuned_whisper.jobs import open_store
+        from tuned_whisper.jobs import open_configured_store
         from tuned_whisper.serving.jobs_api import JobsApi
 
-        jobs = settings.jobs
-        jobs.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(jobs.database_url or jobs.data_dir / "jobs.sqlite3")
-        self.api = JobsApi(self.store, jobs, settings.api)
+        self.store = open_configured_store(settings.jobs)
+        self.api = JobsApi(self.store, settings.jobs, settings.api)
 
 
 @serve.ingress()

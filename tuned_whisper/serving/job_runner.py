@@ -30,13 +30,11 @@ class JobRunner:
     """One job-runner replica: its workers start on the replica's event loop and stop when it stops."""
 
     def __init__(self, model: DeploymentHandle, settings: dict[str, Any]) -> None:
-        from tuned_whisper.jobs import open_store
+        from tuned_whisper.jobs import open_configured_store
         from tuned_whisper.serving.ray_backend import RayBackend
 
         self.settings = Settings.model_validate(settings)
-        jobs = self.settings.jobs
-        jobs.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(jobs.database_url or jobs.data_dir / "jobs.sqlite3")
+        self.store = open_configured_store(self.settings.jobs)
         self.backend = RayBackend(model, self.settings)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -58,10 +56,6 @@ class JobRunner:
     async def check_health(self) -> None:
         """Serve's periodic health check; the first one on the replica's loop starts the workers."""
         self.start()
-
-    def workers(self) -> int:
-        """Workers running on this replica (tests, and a sign the replica is up)."""
-        return sum(not task.done() for task in self._tasks)
 
     def stop(self) -> None:
         self._stop.set()
